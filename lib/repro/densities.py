@@ -1,0 +1,64 @@
+"""Unnormalized 2-D densities p(z) ~ exp(-U(z)) and exact quantities computed on a grid."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _w1(z):
+    return torch.sin(2 * math.pi * z[:, 0] / 4)
+
+
+def _w2(z):
+    return 3 * torch.exp(-0.5 * ((z[:, 0] - 1) / 0.6) ** 2)
+
+
+def _w3(z):
+    return 3 * torch.sigmoid((z[:, 0] - 1) / 0.3)
+
+
+def _u1(z):
+    ring = 0.5 * ((z.norm(dim=1) - 2) / 0.4) ** 2
+    modes = torch.logsumexp(torch.stack([-0.5 * ((z[:, 0] - 2) / 0.6) ** 2,
+                                         -0.5 * ((z[:, 0] + 2) / 0.6) ** 2]), dim=0)
+    return ring - modes
+
+
+def _u2(z):
+    return 0.5 * ((z[:, 1] - _w1(z)) / 0.4) ** 2
+
+
+def _u3(z):
+    return -torch.logsumexp(torch.stack([-0.5 * ((z[:, 1] - _w1(z)) / 0.35) ** 2,
+                                         -0.5 * ((z[:, 1] - _w1(z) + _w2(z)) / 0.35) ** 2]), dim=0)
+
+
+def _u4(z):
+    return -torch.logsumexp(torch.stack([-0.5 * ((z[:, 1] - _w1(z)) / 0.4) ** 2,
+                                         -0.5 * ((z[:, 1] - _w1(z) + _w3(z)) / 0.35) ** 2]), dim=0)
+
+
+# The four test energies of Rezende & Mohamed (2015), Table 1. Introduced in:
+# notebooks/normalizing-flows/variational-inference-with-normalizing-flows.ipynb
+POTENTIALS = {"U1": _u1, "U2": _u2, "U3": _u3, "U4": _u4}
+
+
+def potential(name: str):
+    """The energy U(z) of a named 2-D test density, taking z of shape (N, 2)."""
+    if name not in POTENTIALS:
+        raise ValueError(f"unknown potential {name!r}; valid: {', '.join(POTENTIALS)}")
+    return POTENTIALS[name]
+
+
+def grid(lim: float = 4.0, n: int = 400):
+    """A square n x n grid on [-lim, lim]^2: the points (n*n, 2) and the area of one cell."""
+    axis = torch.linspace(-lim, lim, n, dtype=torch.float64)
+    zz = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
+    return zz, (axis[1] - axis[0]).item() ** 2
+
+
+def log_normalizer(energy, lim: float = 6.0, n: int = 1200) -> float:
+    """log Z = log of the integral of exp(-U) by the midpoint rule on a fine grid (2-D only)."""
+    zz, area = grid(lim, n)
+    return (torch.logsumexp(-energy(zz), 0) + math.log(area)).item()
