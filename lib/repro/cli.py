@@ -1,0 +1,200 @@
+"""The `repro` command line: list, run, sweep, check, refresh, new, book.
+
+Exit statuses: 0 every claim expected to hold held; 1 a claim failed; 2 bad input (nothing was
+executed); 3 a notebook raised.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import nbformat
+
+from . import catalog, execute, notebook, sweep as sweep_mod
+from .catalog import ROOT
+from .execute import EXIT_CLAIMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE, ParameterError
+
+RUNS = ROOT / "runs"
+
+
+def fail(message: str, code: int = EXIT_USAGE):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def paper_with_notebook(key: str) -> catalog.Paper:
+    try:
+        paper = catalog.find(key)
+    except catalog.UnknownPaper as err:
+        fail(str(err))
+    if not paper.notebook or not paper.notebook_path.exists():
+        fail(f"paper {paper.id} ({paper.slug}) has no notebook yet (status: {paper.status}); "
+             f"papers with notebooks: {', '.join(p.slug for p in catalog.with_notebooks())}")
+    return paper
+
+
+def checked_parameters(paper, preset, seed, assignments) -> dict:
+    """The overrides for a run, checked against the notebook; exit 2 on bad input."""
+    try:
+        overrides = execute.parse_assignments(assignments)
+        if preset is not None:
+            overrides["preset"] = preset
+        if seed is not None:
+            overrides["seed"] = seed
+        nb = nbformat.read(paper.notebook_path, as_version=4)
+        execute.resolve_parameters(nb, overrides)
+    except ParameterError as err:
+        fail(str(err))
+    return overrides
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="repro")
+def main():
+    """Executable reproductions of ML papers: run them, sweep seeds, check the collection."""
+
+
+@main.command("list")
+@click.option("--theme", help="Only papers of this theme.")
+@click.option("--status", type=click.Choice(catalog.STATUSES), help="Only papers with this status.")
+def list_papers(theme, status):
+    """Every paper of the catalog: id, slug, theme, tier and status."""
+    rows = [p for p in catalog.papers() if (not theme or p.theme == theme)
+            and (not status or p.status == status)]
+    if theme and not rows:
+        fail(f"unknown theme {theme!r}; valid: {', '.join(catalog.THEMES)}")
+    click.echo(f"{'id':>4}  {'slug':<52} {'theme':<24} tier  status")
+    for p in rows:
+        click.echo(f"{p.id:>4}  {p.slug[:52]:<52} {p.theme:<24} {p.tier:<4}  {p.status}")
+    click.echo(f"{len(rows)} papers")
+
+
+@main.command()
+@click.argument("paper")
+@click.option("--preset", help="Preset of the notebook (smoke, full).")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option("-p", "--param", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a parameter of the notebook's parameters cell (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=RUNS,
+              show_default=True, help="Folder for <slug>.ipynb and <slug>.json.")
+def run(paper, preset, seed, assignments, out):
+    """Execute PAPER's notebook (a slug or a catalog id) with papermill."""
+    p = paper_with_notebook(paper)
+    overrides = checked_parameters(p, preset, seed, assignments)
+    click.echo(f"running {p.slug} with {overrides or 'the defaults'} ...")
+    outcome = execute.execute(p, out, parameters=overrides)
+    print_outcome(outcome)
+    sys.exit(outcome.exit_code)
+
+
+def print_outcome(outcome):
+    results = json.loads(Path(outcome.results).read_text()) if Path(outcome.results).exists() else {}
+    for claim in results.get("claims", []):
+        click.echo(f"  [{claim['status']:>14}] {claim['statement']}")
+    verdict = {EXIT_OK: "every claim expected to hold held", EXIT_CLAIMS: "a claim failed",
+               EXIT_ERROR: "the notebook raised"}[outcome.exit_code]
+    click.echo(f"{outcome.slug}: {verdict} ({outcome.wall_time_s:.1f} s)")
+    if outcome.error:
+        click.echo(f"  {outcome.error}", err=True)
+    click.echo(f"  notebook: {outcome.notebook}\n  results:  {outcome.results}")
+
+
+@main.command()
+@click.argument("paper")
+@click.option("--seeds", default="0-4", show_default=True, help="Seeds: a range 0-4 or a list 0,3,7.")
+@click.option("--preset", help="Preset of the notebook (smoke, full).")
+@click.option("-p", "--param", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a parameter for every seed (repeatable).")
+@click.option("--workers", type=int, help="Local dask workers (default: one per core).")
+@click.option("--scheduler", help="Address of a running dask scheduler to use instead.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=RUNS,
+              show_default=True, help="Folder for the runs and the sweep summary.")
+def sweep(paper, seeds, preset, assignments, workers, scheduler, out):
+    """Run PAPER over several seeds in parallel on dask and summarise each claim."""
+    if workers is not None and scheduler:
+        fail("give --workers or --scheduler, not both")
+    if workers is not None and workers < 1:
+        fail(f"--workers == {workers}, must be >= 1")
+    try:
+        seed_list = sweep_mod.parse_seeds(seeds)
+    except ValueError as err:
+        fail(str(err))
+    p = paper_with_notebook(paper)
+    overrides = checked_parameters(p, preset, None, assignments)
+    click.echo(f"sweeping {p.slug} over seeds {seed_list} ...")
+    summary = sweep_mod.sweep(p, seed_list, overrides, out / f"{p.slug}-sweep",
+                              workers=workers, scheduler=scheduler,
+                              on_done=lambda o: click.echo(f"  {o.parameters.get('seed')}: exit {o.exit_code}"
+                                                           + (f" ({o.error.splitlines()[0]})" if o.error else "")))
+    click.echo(sweep_mod.format_summary(summary))
+    sys.exit(summary["exit_code"])
+
+
+@main.command()
+def check():
+    """Every notebook follows the contract and is fresh; papers.yaml agrees with notebooks and TOC."""
+    from .check import problems
+
+    found = problems()
+    for where, what in found:
+        click.echo(f"{where}: {what}")
+    if found:
+        fail(f"{len(found)} problem(s)", code=1)
+    click.echo(f"ok: {len(catalog.with_notebooks())} notebooks follow the contract; "
+               f"{len(catalog.papers())} papers in the catalog agree with the notebooks and the TOC")
+
+
+@main.command()
+@click.argument("paper", required=False)
+@click.option("--all", "all_", is_flag=True, help="Refresh every notebook.")
+@click.option("--workers", type=int, help="Parallel executions (default: one per core).")
+def refresh(paper, all_, workers):
+    """Re-execute committed notebooks at smoke, seed 0, and store their stamped outputs."""
+    if bool(paper) == all_:
+        fail("give one PAPER or --all")
+    papers = catalog.with_notebooks() if all_ else [paper_with_notebook(paper)]
+    outcomes, _ = execute.execute_smoke(papers, workers=workers, force=True)
+    worst = EXIT_OK
+    by_slug = {p.slug: p for p in papers}
+    for outcome in sorted(outcomes, key=lambda o: o.slug):
+        if outcome.exit_code == EXIT_OK:
+            execute.refresh(by_slug[outcome.slug], Path(outcome.notebook))
+            click.echo(f"refreshed {by_slug[outcome.slug].notebook} ({outcome.wall_time_s:.1f} s)")
+        else:
+            click.echo(f"NOT refreshed {outcome.slug}: exit {outcome.exit_code}: {outcome.error}", err=True)
+            worst = max(worst, outcome.exit_code)
+    sys.exit(worst)
+
+
+@main.command()
+@click.argument("paper")
+@click.option("--bibkey", help="Citation key for book/references.bib (default: from the slug).")
+def new(paper, bibkey):
+    """Scaffold a notebook for PAPER from its catalog entry, and register it in papers.yaml and the TOC."""
+    from .scaffold import create
+
+    try:
+        p = catalog.find(paper)
+    except catalog.UnknownPaper as err:
+        fail(str(err))
+    try:
+        path = create(p, bibkey)
+    except FileExistsError as err:
+        fail(str(err))
+    click.echo(f"created {path}; fill in the TODOs, then `repro refresh {p.slug}` and `repro check`")
+
+
+@main.command()
+@click.option("--workers", type=int, help="Parallel notebook executions (default: one per core).")
+@click.option("--force", is_flag=True, help="Re-execute every notebook, even unchanged ones.")
+def book(workers, force):
+    """Execute changed notebooks at smoke (in parallel), then build the website."""
+    from .book import build
+
+    sys.exit(build(workers=workers, force=force, echo=click.echo))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
