@@ -53,7 +53,7 @@ def fmt(value) -> str:
         return "" if value is None else str(value)
     if isinstance(value, (int, float)) or hasattr(value, "item"):
         value = float(value)
-        if value == 0 or math.isnan(value) or math.isinf(value):
+        if math.isnan(value) or math.isinf(value):
             return str(value)
         if float(value).is_integer() and abs(value) < 1e6:
             return str(int(value))

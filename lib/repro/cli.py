@@ -36,7 +36,7 @@ def paper_with_notebook(key: str) -> catalog.Paper:
 
 
 def checked_parameters(paper, preset, seed, assignments) -> dict:
-    """The overrides for a run, checked against the notebook; exit 2 on bad input."""
+    """The overrides for a run, checked and converted to the notebook's types; exit 2 on bad input."""
     try:
         overrides = execute.parse_assignments(assignments)
         if preset is not None:
@@ -44,10 +44,10 @@ def checked_parameters(paper, preset, seed, assignments) -> dict:
         if seed is not None:
             overrides["seed"] = seed
         nb = nbformat.read(paper.notebook_path, as_version=4)
-        execute.resolve_parameters(nb, overrides)
+        values = execute.resolve_parameters(nb, overrides)
     except ParameterError as err:
         fail(str(err))
-    return overrides
+    return {name: values[name] for name in overrides}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -75,8 +75,12 @@ def write_json_atomic(path, payload) -> None:
     """Write `payload` as JSON so that `path` holds either the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2, default=str) + "\n"  # fails here, before any file is touched
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
                                      suffix=".tmp", delete=False) as tmp:
-        json.dump(payload, tmp, indent=2, default=str)
-        tmp.write("\n")
+        try:
+            tmp.write(text)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
     os.replace(tmp.name, path)

@@ -1,0 +1,217 @@
+"""Signal propagation: how the mean and variance of activations travel through the layers of a net.
+
+The mean-field picture (Klambauer et al., 2017; Poole et al., 2016): a unit's net input
+z = w.x is Gaussian with mean mu*omega and variance nu*tau, where mu, nu are the mean and variance
+of the previous layer's activations, omega = sum(w) and tau = sum(w^2). The map
+g: (mu, nu) -> (E f(z), Var f(z)) then says where the next layer's statistics go; iterating it
+says where they go in a deep net. Everything here is NumPy; `activation_statistics` measures the
+same quantities in a real torch network.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import optimize
+from scipy.special import erf, erfc, erfcx
+from torch import nn
+
+# The constants of the fixed point (0, 1), as the paper's reference code and torch.nn.SELU use them.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_LAMBDA = 1.0507009873554804934193349852946
+
+# Standard deviations of the Gaussian that the piecewise rule covers: the mass beyond is < 1e-30.
+_SPAN = 12.0
+
+
+def selu(x, alpha: float = SELU_ALPHA, lam: float = SELU_LAMBDA):
+    """The scaled exponential linear unit lam * (x if x > 0 else alpha * (exp(x) - 1)), in NumPy.
+
+    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
+    """
+    x = np.asarray(x, dtype=float)
+    return lam * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+
+
+def _relu(x):
+    return np.maximum(np.asarray(x, dtype=float), 0.0)
+
+
+# name -> (function, the points where it is not smooth)
+ACTIVATIONS = {"selu": (selu, (0.0,)), "relu": (_relu, (0.0,)), "tanh": (np.tanh, ()),
+               "identity": (lambda x: np.asarray(x, dtype=float), ())}
+
+
+def _activation(f, kinks):
+    if isinstance(f, str):
+        if f not in ACTIVATIONS:
+            raise ValueError(f"activation == {f!r}, must be a callable or one of "
+                             f"{', '.join(map(repr, ACTIVATIONS))}")
+        return ACTIVATIONS[f] if kinks is None else (ACTIVATIONS[f][0], tuple(kinks))
+    if not callable(f):
+        raise TypeError(f"activation must be a callable or a name, not {type(f).__name__}")
+    return f, tuple(kinks or ())
+
+
+def gaussian_expectation(f: Callable | str, mean=0.0, var=1.0, n: int = 64, kinks=None):
+    """E f(Z) for Z ~ N(mean, var), elementwise over broadcast arrays `mean` and `var`.
+
+    A smooth f is integrated by n-point Gauss-Hermite quadrature (exact for polynomials of degree
+    < 2n). Where f has kinks (SELU and ReLU at 0) Gauss-Hermite converges slowly (error ~1e-3 at
+    n=100), so the line is cut at the kinks and each piece of [mean - 12 sd, mean + 12 sd] gets
+    n-point Gauss-Legendre quadrature against the Gaussian density; the error is then ~1e-13.
+    `f` is a vectorized callable or a name from ACTIVATIONS (which supplies its kinks).
+
+    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
+    """
+    f, kinks = _activation(f, kinks)
+    if not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n == {n!r}, must be an int >= 2")
+    mean, var = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(var, dtype=float))
+    if np.any(~np.isfinite(var)) or np.any(var <= 0):
+        raise ValueError("var must be finite and > 0 everywhere")
+    sd = np.sqrt(var)[..., None]
+    mean = mean[..., None]
+    if not kinks:
+        x, w = np.polynomial.hermite_e.hermegauss(n)  # weight exp(-x^2 / 2)
+        return (f(mean + sd * x) * w).sum(-1) / np.sqrt(2 * np.pi)
+    # Piecewise Gauss-Legendre in the standardized variable x = (z - mean) / sd.
+    t, w = np.polynomial.legendre.leggauss(n)
+    cuts = [np.clip((k - mean) / sd, -_SPAN, _SPAN) for k in sorted(kinks)]
+    edges = [np.full_like(mean, -_SPAN)] + cuts + [np.full_like(mean, _SPAN)]
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        half = (hi - lo) / 2
+        x = lo + half * (t + 1)  # (..., n) nodes on [lo, hi]
+        density = np.exp(-x ** 2 / 2) / np.sqrt(2 * np.pi)
+        total = total + (f(mean + sd * x) * density * w * half).sum(-1)
+    return total
+
+
+def mean_var_map(activation: Callable | str, mu, nu, omega=0.0, tau=1.0, n: int = 64, kinks=None):
+    """The map g: (mu, nu) -> (mu~, nu~) of one layer: the mean and variance of f(z) for a net input
+    z ~ N(mu * omega, nu * tau) (the paper's Eq. 3), by `gaussian_expectation`. Broadcasts.
+
+    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
+    """
+    f, kinks = _activation(activation, kinks)
+    m, v = np.asarray(mu) * np.asarray(omega), np.asarray(nu) * np.asarray(tau)
+    first = gaussian_expectation(f, m, v, n=n, kinks=kinks)
+    second = gaussian_expectation(lambda z: f(z) ** 2, m, v, n=n, kinks=kinks)
+    return first, second - first ** 2
+
+
+def selu_mean_var_closed_form(mu, nu, omega=0.0, tau=1.0, alpha=SELU_ALPHA, lam=SELU_LAMBDA):
+    """The paper's closed form of g for SELU (Eqs. 11-13 of its appendix; Eqs. 4-5 of the text),
+    written with erfcx so that exp(a) * erfc(b) does not overflow. Broadcasts.
+
+    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
+    """
+    m = np.asarray(mu, dtype=float) * omega
+    v = np.asarray(nu, dtype=float) * tau
+    s = np.sqrt(2 * v)
+
+    def exp_erfc(a, b):  # exp(a) * erfc(b)
+        return erfcx(b) * np.exp(a - b ** 2)
+
+    gauss = np.sqrt(2 / np.pi) * np.sqrt(v) * np.exp(-m ** 2 / (2 * v))
+    mean = 0.5 * lam * (-(alpha + m) * erfc(m / s) + alpha * exp_erfc(m + v / 2, (m + v) / s)
+                        + gauss + 2 * m)
+    second = 0.5 * lam ** 2 * ((m ** 2 + v) * (erf(m / s) + 1)
+                               + alpha ** 2 * (-2 * exp_erfc(m + v / 2, (m + v) / s)
+                                               + exp_erfc(2 * (m + v), (m + 2 * v) / s)
+                                               + erfc(m / s))
+                               + m * gauss)
+    return mean, second - mean ** 2
+
+
+def selu_parameters(mu: float = 0.0, nu: float = 1.0, start=(1.5, 1.0), n: int = 64):
+    """(alpha, lam) of the SELU whose map g has the fixed point (mu, nu) for normalized weights
+    (omega = 0, tau = 1), solved with scipy.optimize.root on g(mu, nu) = (mu, nu).
+
+    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
+    """
+    if nu <= 0:
+        raise ValueError(f"nu == {nu!r}, must be > 0")
+
+    def residual(p):
+        alpha, lam = p
+        m, v = mean_var_map(lambda z: selu(z, alpha, lam), mu, nu, n=n, kinks=(0.0,))
+        return [float(m) - mu, float(v) - nu]
+
+    sol = optimize.root(residual, start, tol=1e-14)
+    if not sol.success:
+        raise RuntimeError(f"no SELU parameters found for the fixed point ({mu}, {nu}): {sol.message}")
+    return float(sol.x[0]), float(sol.x[1])
+
+
+def jacobian(g: Callable, mu: float, nu: float, h: float = 1e-5) -> np.ndarray:
+    """The 2x2 Jacobian [[dmu~/dmu, dmu~/dnu], [dnu~/dmu, dnu~/dnu]] of a map g(mu, nu) -> (mu~, nu~),
+    by central differences with step h.
+
+    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
+    """
+    if not h > 0:
+        raise ValueError(f"h == {h!r}, must be > 0")
+    columns = []
+    for dmu, dnu in ((h, 0.0), (0.0, h)):
+        plus, minus = np.asarray(g(mu + dmu, nu + dnu)), np.asarray(g(mu - dmu, nu - dnu))
+        columns.append((plus - minus) / (2 * h))
+    return np.stack(columns, axis=-1)
+
+
+def iterate_map(g: Callable, mu0, nu0, steps: int) -> np.ndarray:
+    """Apply g(mu, nu) -> (mu~, nu~) `steps` times from broadcast starts (mu0, nu0).
+
+    Returns an array of shape (steps + 1, 2, *starts): the path of (mu, nu), start included.
+    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps == {steps!r}, must be an int >= 0")
+    mu, nu = np.broadcast_arrays(np.asarray(mu0, dtype=float), np.asarray(nu0, dtype=float))
+    path = [np.stack([mu, nu])]
+    for _ in range(steps):
+        mu, nu = (np.asarray(a, dtype=float) for a in g(mu, nu))
+        path.append(np.stack([mu, nu]))
+    return np.stack(path)
+
+
+@torch.no_grad()
+def activation_statistics(model: nn.Module, x: torch.Tensor,
+                          layer_types=(nn.SELU, nn.ReLU, nn.Tanh, nn.ELU, nn.GELU),
+                          training: bool = False) -> pd.DataFrame:
+    """Mean and variance of the outputs of every module of `layer_types` in `model` on inputs x,
+    pooled over samples and units (the ensemble over weights of the mean-field picture), and the
+    average over units of the per-unit variance across samples.
+
+    `training=True` runs a copy of the model in training mode (batch statistics in batch norm,
+    dropout on), so that the model's own buffers stay as they were. Returns one row per such
+    module, in the order they run: layer (1-based), mean, var, unit_var.
+    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
+    """
+    if training:
+        model = copy.deepcopy(model)
+    rows = []
+
+    def record(module, inputs, out):
+        a = out.detach().double().flatten(1)
+        rows.append({"layer": len(rows) + 1, "mean": a.mean().item(),
+                     "var": a.var(unbiased=False).item(),
+                     "unit_var": a.var(0, unbiased=False).mean().item()})
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, layer_types)]
+    if not hooks:
+        raise ValueError(f"{type(model).__name__} has no module of types "
+                         f"{', '.join(t.__name__ for t in layer_types)}")
+    was_training = model.training
+    try:
+        model.train(training)
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return pd.DataFrame(rows)

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from repro import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_list(runner):
+    result = runner.invoke(cli.main, ["list"])
+    assert result.exit_code == 0 and "298 papers" in result.output
+    assert "weight-normalization" in result.output
+    result = runner.invoke(cli.main, ["list", "--theme", "nope"])
+    assert result.exit_code == 2 and "unknown theme" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "weight-normalisation"], "did you mean: weight-normalization"),
+    (["run", "5"], "has no notebook yet"),
+    (["new", "weight-normalization"], "already exists"),
+    (["new", "nope-nope-nope"], "unknown paper"),
+    (["refresh"], "give one PAPER or --all"),
+])
+def test_bad_paper_exits_2(runner, args, message):
+    result = runner.invoke(cli.main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "tiny", "--preset", "huge"], "unknown preset 'huge'; valid presets: smoke, full"),
+    (["run", "tiny", "-p", "nonsense=1"], "unknown parameter(s) nonsense"),
+    (["run", "tiny", "-p", "seed=x"], "seed must be an int"),
+    (["run", "tiny", "-p", "scale"], "KEY=VALUE"),
+    (["sweep", "tiny", "--seeds", "4-0"], "backwards"),
+    (["sweep", "tiny", "--preset", "huge"], "unknown preset"),
+    (["sweep", "tiny", "--workers", "2", "--scheduler", "tcp://x:1"], "not both"),
+    (["sweep", "tiny", "--workers", "0"], "must be >= 1"),
+])
+def test_bad_input_exits_2_before_any_work(runner, monkeypatch, tiny_paper, args, message):
+    monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
+    monkeypatch.setattr(cli.execute, "execute", lambda *a, **k: pytest.fail("executed"))
+    monkeypatch.setattr(cli.sweep_mod, "sweep", lambda *a, **k: pytest.fail("executed"))
+    result = runner.invoke(cli.main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+@pytest.mark.parametrize("args, code", [([], 0), (["-p", "fail_claim=true"], 1), (["-p", "crash=1"], 3)])
+def test_run_exit_status(runner, monkeypatch, tiny_paper, tmp_path, args, code):
+    monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
+    result = runner.invoke(cli.main, ["run", "tiny", "--seed", "2", "--out", str(tmp_path), *args])
+    assert result.exit_code == code, result.output
+    data = json.loads((tmp_path / "tiny.json").read_text())
+    assert data["parameters"]["seed"] == 2 and data["exit_code"] == code
+
+
+def test_sweep_command(runner, monkeypatch, tiny_paper, tmp_path):
+    monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
+    result = runner.invoke(cli.main, ["sweep", "tiny", "--seeds", "0-1", "--workers", "2",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "held 2/2: one plus one is two" in result.output
