@@ -40,8 +40,8 @@ def _relu(x):
     return np.maximum(np.asarray(x, dtype=float), 0.0)
 
 
-# name -> (function, the points where it is not smooth)
-ACTIVATIONS = {"selu": (selu, (0.0,)), "relu": (_relu, (0.0,)), "tanh": (np.tanh, ()),
+# name -> (function, where to cut the line for quadrature: its kinks, or where it bends sharply)
+ACTIVATIONS = {"selu": (selu, (0.0,)), "relu": (_relu, (0.0,)), "tanh": (np.tanh, (0.0,)),
                "identity": (lambda x: np.asarray(x, dtype=float), ())}
 
 
@@ -59,11 +59,12 @@ def _activation(f, kinks):
 def gaussian_expectation(f: Callable | str, mean=0.0, var=1.0, n: int = 64, kinks=None):
     """E f(Z) for Z ~ N(mean, var), elementwise over broadcast arrays `mean` and `var`.
 
-    A smooth f is integrated by n-point Gauss-Hermite quadrature (exact for polynomials of degree
-    < 2n). Where f has kinks (SELU and ReLU at 0) Gauss-Hermite converges slowly (error ~1e-3 at
-    n=100), so the line is cut at the kinks and each piece of [mean - 12 sd, mean + 12 sd] gets
-    n-point Gauss-Legendre quadrature against the Gaussian density; the error is then ~1e-13.
-    `f` is a vectorized callable or a name from ACTIVATIONS (which supplies its kinks).
+    Without `kinks`, n-point Gauss-Hermite quadrature (exact for polynomials of degree < 2n).
+    Where f has kinks (SELU and ReLU at 0) or saturates within a fraction of a standard deviation
+    (tanh at large var), Gauss-Hermite converges slowly (error ~1e-3 at n=100), so the line is cut
+    at the points `kinks` and each piece of [mean - 12 sd, mean + 12 sd] gets n-point
+    Gauss-Legendre quadrature against the Gaussian density; the error is then ~1e-12.
+    `f` is a vectorized callable or a name from ACTIVATIONS (which supplies its cut points).
 
     Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
     """
@@ -148,19 +149,20 @@ def selu_parameters(mu: float = 0.0, nu: float = 1.0, start=(1.5, 1.0), n: int =
     return float(sol.x[0]), float(sol.x[1])
 
 
-def jacobian(g: Callable, mu: float, nu: float, h: float = 1e-5) -> np.ndarray:
-    """The 2x2 Jacobian [[dmu~/dmu, dmu~/dnu], [dnu~/dmu, dnu~/dnu]] of a map g(mu, nu) -> (mu~, nu~),
-    by central differences with step h.
+def jacobian(g: Callable, mu, nu, h: float = 1e-5) -> np.ndarray:
+    """The Jacobian [[dmu~/dmu, dmu~/dnu], [dnu~/dmu, dnu~/dnu]] of a map g(mu, nu) -> (mu~, nu~),
+    by central differences with step h. Broadcasts over arrays mu, nu: shape (..., 2, 2).
 
     Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
     """
     if not h > 0:
         raise ValueError(f"h == {h!r}, must be > 0")
+    mu, nu = np.asarray(mu, dtype=float), np.asarray(nu, dtype=float)
     columns = []
     for dmu, dnu in ((h, 0.0), (0.0, h)):
         plus, minus = np.asarray(g(mu + dmu, nu + dnu)), np.asarray(g(mu - dmu, nu - dnu))
-        columns.append((plus - minus) / (2 * h))
-    return np.stack(columns, axis=-1)
+        columns.append((plus - minus) / (2 * h))  # (2, ...): d(mu~, nu~) along one input
+    return np.moveaxis(np.stack(columns, axis=-1), 0, -2)
 
 
 def iterate_map(g: Callable, mu0, nu0, steps: int) -> np.ndarray:
