@@ -44,3 +44,13 @@ def test_potentials():
     assert torch.allclose(densities.potential("U1")(z), densities.potential("U1")(flipped))
     with pytest.raises(ValueError, match="valid: U1, U2, U3, U4"):
         densities.potential("U5")
+
+
+def test_confined_is_unchanged_inside_and_integrable():
+    u2 = densities.potential("U2")
+    z = torch.tensor([[3.9, 0.5], [-1.0, 2.0]], dtype=torch.float64)
+    assert torch.equal(densities.confined(u2)(z), u2(z))
+    far = torch.tensor([[6.0, 0.0]], dtype=torch.float64)
+    assert densities.confined(u2)(far) - u2(far) == pytest.approx(0.5 * (2 / 0.4) ** 2)
+    wide = [densities.log_normalizer(densities.confined(u2), lim=lim, n=150 * lim) for lim in (8, 16)]
+    assert wide[0] == pytest.approx(wide[1], abs=1e-6)

@@ -50,3 +50,13 @@ def test_quiet(monkeypatch):
     assert not train.quiet()
     monkeypatch.setenv("CI", "true")
     assert train.quiet()
+
+
+def test_scheduler_and_per_step_inputs():
+    model = torch.nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(model.parameters(), 1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    seen = []
+    train.fit(model, lambda m, beta: seen.append(beta) or m.weight.sum() * beta, opt, steps=3,
+              data=iter([1.0, 2.0, 3.0]), scheduler=scheduler)
+    assert seen == [1.0, 2.0, 3.0] and opt.param_groups[0]["lr"] == 0.125

@@ -44,11 +44,13 @@ def cross_entropy(model, batch):
 
 def fit(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, *,
         steps: int, data: Iterator | None = None, record_every: int = 1,
-        callback: Callable | None = None, desc: str | None = None) -> pd.DataFrame:
+        scheduler=None, callback: Callable | None = None, desc: str | None = None) -> pd.DataFrame:
     """Take `steps` optimizer steps on `loss_fn(model, batch)` and return the loss curve.
 
     `data` yields one batch per step (None: the loss draws its own samples, as in variational
-    inference). `callback(step, model)` may return a dict of extra values to record.
+    inference; any per-step input, such as an annealing temperature, can come through `data`).
+    `scheduler`, a torch learning-rate scheduler, steps after every update.
+    `callback(step, model)` may return a dict of extra values to record.
     Introduced in: notebooks/normalization/weight-normalization.ipynb
     """
     if steps < 1:
@@ -63,6 +65,8 @@ def fit(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimi
             raise FloatingPointError(f"loss became {loss.item()} at step {step}")
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         if step % record_every == 0 or step == steps:
             row = {"step": step, "loss": loss.item()}
             if callback is not None:
