@@ -101,6 +101,9 @@ class WeightNormConv(_WeightNorm):
         return conv(x, weight, bias, padding=self.padding)
 
 
+WEIGHT_NORMS = (WeightNormLinear, WeightNormConv)
+
+
 class MeanOnlyBatchNorm(nn.Module):
     """Mean-only batch normalization (Sec. 2.3): t - mu[t] + b, with mu[t] the minibatch mean per
     unit (channel) in training and its running average in eval mode; no division by sigma.
@@ -168,6 +171,36 @@ def data_dependent_init(model: nn.Module, x: torch.Tensor, eps: float = 1e-8) ->
         for h in handles:
             h.remove()
     return model
+
+
+@torch.no_grad()
+def copy_weights(src: nn.Module, dst: nn.Module) -> nn.Module:
+    """Give `dst` the effective weights w (and biases) of `src`, affine layer by affine layer, across
+    parameterizations: a plain layer gets w itself, a weight-normalized one g = ||w|| and v along w
+    (keeping its own ||v||). So two nets can start from the same function, as in the paper's
+    Sec. 5.1. A bias that `dst` lacks is dropped (a mean-only BN after it has its own).
+
+    Introduced in: notebooks/normalization/weight-normalization.ipynb
+    """
+    src_layers = [m for m in src.modules() if isinstance(m, AFFINE)]
+    dst_layers = [m for m in dst.modules() if isinstance(m, AFFINE)]
+    if len(src_layers) != len(dst_layers):
+        raise ValueError(f"src has {len(src_layers)} linear/convolution layers and dst "
+                         f"{len(dst_layers)}; they must match")
+    for i, (a, b) in enumerate(zip(src_layers, dst_layers)):
+        w = a.weight.detach()
+        if w.shape != (b.v if isinstance(b, _WeightNorm) else b.weight).shape:
+            raise ValueError(f"layer {i}: weight shapes {tuple(w.shape)} and "
+                             f"{tuple(b.weight.shape)} differ")
+        if isinstance(b, _WeightNorm):
+            w_norm = w.flatten(1).norm(dim=1)
+            b.v.copy_(w * (b.v_norm() / w_norm).view(-1, *([1] * (w.dim() - 1))))
+            b.g.copy_(w_norm)
+        else:
+            b.weight.copy_(w)
+        if b.bias is not None:
+            b.bias.copy_(a.bias if a.bias is not None else torch.zeros_like(b.bias))
+    return dst
 
 
 def init_linear(layer: nn.Linear, scheme: str) -> None:

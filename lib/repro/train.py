@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 QUIET_ENV = "REPRO_QUIET"
 
