@@ -28,6 +28,8 @@ def test_classification_2d_and_mnist1d():
     m = data.mnist1d(n_samples=500, seed=3)
     assert m.x_train.shape == (400, 40) and m.n_classes == 10
     assert torch.equal(m.x_test, data.mnist1d(n_samples=500, seed=3).x_test)
+    s = data.mnist1d(n_samples=500, seed=3, standardize=True)
+    assert s.x_train.mean(0).abs().max() < 1e-5 and (s.x_train.std(0, correction=0) - 1).abs().max() < 1e-4
 
 
 def test_log_normalizer_of_a_gaussian():

@@ -67,14 +67,19 @@ def classification_2d(name: str, n: int = 1000, noise: float = 0.1, test_size: f
     return _split(x, y, test_size, seed, standardize=True)
 
 
-def mnist1d(n_samples: int = 5000, train_split: float = 0.8, seed: int = 42) -> Split:
+def mnist1d(n_samples: int = 5000, train_split: float = 0.8, seed: int = 42,
+            standardize: bool = False) -> Split:
     """Greydanus's MNIST-1D (40-sample signals, 10 classes), generated locally by the `mnist1d`
-    package rather than downloaded. Seed 42 with 5000 samples is the package's standard set."""
+    package rather than downloaded. Seed 42 with 5000 samples is the package's standard set.
+    `standardize` scales each of the 40 positions to zero mean and unit variance on the train part."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args(as_dict=False)
     args.num_samples, args.train_split, args.seed = n_samples, train_split, seed
     data = make_dataset(args)
+    if standardize:
+        scaler = StandardScaler().fit(data["x"])
+        data["x"], data["x_test"] = scaler.transform(data["x"]), scaler.transform(data["x_test"])
     f = lambda a: torch.as_tensor(a, dtype=torch.float32)
     g = lambda a: torch.as_tensor(a, dtype=torch.long)
     return Split(f(data["x"]), g(data["y"]), f(data["x_test"]), g(data["y_test"]))
