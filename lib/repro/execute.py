@@ -165,7 +165,9 @@ def execute(paper: Paper, out_dir: Path, *, parameters: dict | None = None, time
                 papermill.execute_notebook(str(src), str(tmp_nb), parameters=parameters,
                                            cwd=str(src.parent), kernel_name="python3",
                                            progress_bar=False, log_output=False,
-                                           execution_timeout=timeout)
+                                           execution_timeout=timeout,
+                                           # the kernel's warning about unencrypted local TCP is noise here
+                                           extra_arguments=["--IPKernelApp.log_level=ERROR"])
             except papermill.PapermillExecutionError as err:
                 claims_failed = err.ename == "ClaimsFailed" and tmp_results.exists()
                 exit_code = EXIT_CLAIMS if claims_failed else EXIT_ERROR
