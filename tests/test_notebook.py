@@ -70,6 +70,8 @@ def test_parameters(tiny):
     ("1 a holds\n2 b not reproduced", "partly reproduced"),
     ("1 b not reproduced", "not reproduced"),
     ("1 a FAILS", "not reproduced"),
+    ("1 a holds\n2 b holds (unexpectedly)", "partly reproduced"),
+    ("1 b holds (unexpectedly)", "not reproduced"),
     ("", None),
 ])
 def test_status_from_claims(text, status):
