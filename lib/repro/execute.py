@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -287,7 +287,3 @@ def refresh(paper: Paper, outcome_notebook: Path) -> None:
     tmp = paper.notebook_path.with_suffix(".ipynb.tmp")
     nbformat.write(source, tmp)
     os.replace(tmp, paper.notebook_path)
-
-
-def outcome_dict(outcome: Outcome) -> dict:
-    return asdict(outcome)
