@@ -60,3 +60,15 @@ def test_scheduler_and_per_step_inputs():
     train.fit(model, lambda m, beta: seen.append(beta) or m.weight.sum() * beta, opt, steps=3,
               data=iter([1.0, 2.0, 3.0]), scheduler=scheduler)
     assert seen == [1.0, 2.0, 3.0] and opt.param_groups[0]["lr"] == 0.125
+
+
+def test_evaluation_keeps_the_training_mode():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    x, y = torch.randn(8, 2), torch.zeros(8, dtype=torch.long)
+    model.train()
+    train.accuracy(model, x, y)
+    train.mean_loss(model, train.cross_entropy, x, y)
+    assert model.training
+    model.eval()
+    train.accuracy(model, x, y)
+    assert not model.training

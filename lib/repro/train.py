@@ -1,6 +1,7 @@
 """One training loop for every notebook: a loss function, an optimizer, a number of steps."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Callable, Iterator
@@ -76,13 +77,24 @@ def fit(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimi
     return pd.DataFrame(rows)
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """Eval mode and no gradients inside the block; the model's previous mode afterwards, so a
+    callback can evaluate in the middle of training without switching dropout or batch norm off."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    return (model(x).argmax(-1) == y).float().mean().item()
+    with evaluating(model):
+        return (model(x).argmax(-1) == y).float().mean().item()
 
 
-@torch.no_grad()
 def mean_loss(model, loss_fn, x, y) -> float:
-    model.eval()
-    return loss_fn(model, (x, y)).item()
+    with evaluating(model):
+        return loss_fn(model, (x, y)).item()
