@@ -10,7 +10,8 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from repro import models
 from repro.models import (MLP, MeanOnlyBatchNorm, SmallCNN, WeightNormConv, WeightNormLinear,
-                          copy_weights, count_parameters, data_dependent_init, init_linear)
+                          copy_weights, count_parameters, data_dependent_init, init_linear,
+                          layer_outputs)
 
 
 @pytest.fixture(autouse=True)
@@ -334,3 +335,15 @@ def test_small_cnn_rejects_bad_arguments():
 def test_count_parameters():
     assert count_parameters(nn.Linear(3, 2)) == 8
     assert count_parameters(WeightNormLinear(3, 2)) == 3 * 2 + 2 + 2
+
+
+def test_layer_outputs_returns_each_affine_output_in_order_and_removes_its_hooks():
+    torch.manual_seed(0)
+    net = MLP(3, 2, width=5, depth=2)
+    x = torch.randn(4, 3)
+    outs = layer_outputs(net, x)
+    assert [o.shape[1] for o in outs] == [5, 5, 2]
+    torch.testing.assert_close(outs[-1], net(x).detach())
+    assert not any(m._forward_hooks for m in net.modules())
+    with pytest.raises(ValueError, match="has no module of types Conv2d"):
+        layer_outputs(net, x, (torch.nn.Conv2d,))

@@ -17,7 +17,8 @@ CNN_NORMS = (None, "batch", "weight", "mean-only", "weight+mean-only")
 INITS = ("default", "lecun", "he", "xavier")
 
 
-def _choice(name, value, valid):
+def check_choice(name, value, valid):
+    """Raise a ValueError naming the valid values when `value` is not one of them."""
     if value not in valid:
         raise ValueError(f"{name} == {value!r}, must be one of {', '.join(map(repr, valid))}")
 
@@ -92,7 +93,7 @@ class WeightNormConv(_WeightNorm):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dims: int = 1,
                  padding: int = 0, bias: bool = True, v_std: float = 0.05):
-        _choice("dims", dims, (1, 2))
+        check_choice("dims", dims, (1, 2))
         super().__init__((out_channels, in_channels) + (kernel_size,) * dims, bias, v_std)
         self.dims, self.padding = dims, padding
 
@@ -206,7 +207,7 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> nn.Module:
 def init_linear(layer: nn.Linear, scheme: str) -> None:
     """Initialize a linear layer's weights: LeCun normal N(0, 1/fan_in), He N(0, 2/fan_in),
     Xavier, or torch's default; biases to zero (except for the default)."""
-    _choice("init", scheme, INITS)
+    check_choice("init", scheme, INITS)
     if scheme == "default":
         return
     fan_in = layer.weight.shape[1]
@@ -235,9 +236,9 @@ class MLP(nn.Module):
                  activation: str = "relu", norm: str | None = None, init: str = "default",
                  dropout: float = 0.0):
         super().__init__()
-        _choice("activation", activation, tuple(ACTIVATIONS))
-        _choice("norm", norm, NORMS)
-        _choice("init", init, INITS)
+        check_choice("activation", activation, tuple(ACTIVATIONS))
+        check_choice("norm", norm, NORMS)
+        check_choice("init", init, INITS)
         if depth < 1 or width < 1:
             raise ValueError(f"depth == {depth} and width == {width}, both must be >= 1")
         if norm in ("weight", "weight+mean-only") and init != "default":
@@ -278,8 +279,8 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int, n_classes: int, length: int, dims: int = 1,
                  channels: int = 32, batch_norm: bool = False, norm: str | None = None):
         super().__init__()
-        _choice("dims", dims, (1, 2))
-        _choice("norm", norm, CNN_NORMS)
+        check_choice("dims", dims, (1, 2))
+        check_choice("norm", norm, CNN_NORMS)
         if batch_norm:
             if norm not in (None, "batch"):
                 raise ValueError(f"batch_norm=True contradicts norm == {norm!r}")
@@ -308,6 +309,25 @@ class SmallCNN(nn.Module):
     def data_dependent_init(self, x: torch.Tensor) -> "SmallCNN":
         """Weight normalization's initialization, layer by layer on one batch (Sec. 2.2)."""
         return data_dependent_init(self, x)
+
+
+def layer_outputs(model: nn.Module, x: torch.Tensor, layer_types=AFFINE) -> list[torch.Tensor]:
+    """The outputs of every module of `layer_types` in `model` on `x`, in the order they run,
+    detached (by default the affine layers' outputs: the pre-activations). The model's mode is
+    left as it is. Introduced in: notebooks/normalization/weight-normalization.ipynb"""
+    outs = []
+    hooks = [m.register_forward_hook(lambda module, inputs, out: outs.append(out.detach()))
+             for m in model.modules() if isinstance(m, layer_types)]
+    if not hooks:
+        raise ValueError(f"{type(model).__name__} has no module of types "
+                         f"{', '.join(t.__name__ for t in layer_types)}")
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return outs
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -10,6 +10,7 @@ same quantities in a real torch network.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Callable
 
 import numpy as np
@@ -18,6 +19,8 @@ import torch
 from scipy import optimize
 from scipy.special import erf, erfc, erfcx
 from torch import nn
+
+from .models import layer_outputs
 
 # The constants of the fixed point (0, 1), as the paper's reference code and torch.nn.SELU use them.
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -56,6 +59,13 @@ def _activation(f, kinks):
     return f, tuple(kinks or ())
 
 
+@functools.lru_cache(maxsize=None)
+def _nodes(rule: str, n: int):
+    """Gauss quadrature nodes and weights, cached: computing them costs more than using them."""
+    rules = {"hermite_e": np.polynomial.hermite_e.hermegauss, "legendre": np.polynomial.legendre.leggauss}
+    return rules[rule](n)
+
+
 def gaussian_expectation(f: Callable | str, mean=0.0, var=1.0, n: int = 64, kinks=None):
     """E f(Z) for Z ~ N(mean, var), elementwise over broadcast arrays `mean` and `var`.
 
@@ -77,10 +87,10 @@ def gaussian_expectation(f: Callable | str, mean=0.0, var=1.0, n: int = 64, kink
     sd = np.sqrt(var)[..., None]
     mean = mean[..., None]
     if not kinks:
-        x, w = np.polynomial.hermite_e.hermegauss(n)  # weight exp(-x^2 / 2)
+        x, w = _nodes("hermite_e", n)  # weight exp(-x^2 / 2)
         return (f(mean + sd * x) * w).sum(-1) / np.sqrt(2 * np.pi)
     # Piecewise Gauss-Legendre in the standardized variable x = (z - mean) / sd.
-    t, w = np.polynomial.legendre.leggauss(n)
+    t, w = _nodes("legendre", n)
     cuts = [np.clip((k - mean) / sd, -_SPAN, _SPAN) for k in sorted(kinks)]
     edges = [np.full_like(mean, -_SPAN)] + cuts + [np.full_like(mean, _SPAN)]
     total = 0.0
@@ -196,24 +206,15 @@ def activation_statistics(model: nn.Module, x: torch.Tensor,
     """
     if training:
         model = copy.deepcopy(model)
-    rows = []
-
-    def record(module, inputs, out):
-        a = out.detach().double().flatten(1)
-        rows.append({"layer": len(rows) + 1, "mean": a.mean().item(),
-                     "var": a.var(unbiased=False).item(),
-                     "unit_var": a.var(0, unbiased=False).mean().item()})
-
-    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, layer_types)]
-    if not hooks:
-        raise ValueError(f"{type(model).__name__} has no module of types "
-                         f"{', '.join(t.__name__ for t in layer_types)}")
     was_training = model.training
+    model.train(training)
     try:
-        model.train(training)
-        model(x)
+        outs = layer_outputs(model, x, layer_types)
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was_training)
+    rows = []
+    for layer, out in enumerate(outs, start=1):
+        a = out.double().flatten(1)
+        rows.append({"layer": layer, "mean": a.mean().item(), "var": a.var(unbiased=False).item(),
+                     "unit_var": a.var(0, unbiased=False).mean().item()})
     return pd.DataFrame(rows)
