@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from repro.parametrization import (PARAMETRIZATIONS, ParametrizedMLP, accuracy_gain, feature_change,
-                                   linear_probe, width_exponent)
+                                   linear_probe)
 
 
 def _net(parametrization, width, seed=0, **kw):
@@ -81,7 +81,7 @@ def test_bad_arguments_raise():
         ParametrizedMLP(2, 0)
 
 
-# --- feature_change, width_exponent, linear_probe -------------------------------------------------
+# --- feature_change, linear_probe, accuracy_gain ---------------------------------------------------
 
 
 def test_feature_change_is_the_rms_coordinate_change():
@@ -91,31 +91,6 @@ def test_feature_change_is_the_rms_coordinate_change():
     assert feature_change(after, after) == 0.0
     with pytest.raises(ValueError, match="same shape"):
         feature_change(torch.zeros(4, 3), torch.zeros(4, 2))
-
-
-def test_width_exponent_recovers_a_power_law_and_its_noise():
-    widths = [64, 128, 256, 512, 1024]
-    slope, stderr = width_exponent(widths, [3.0 * w ** -0.5 for w in widths])
-    assert slope == pytest.approx(-0.5) and stderr == pytest.approx(0.0, abs=1e-12)
-    # a reference least-squares fit (numpy) on noisy data gives the same slope and standard error
-    import numpy as np
-    rng = np.random.default_rng(0)
-    values = np.array(widths, float) ** 0.3 * np.exp(0.1 * rng.standard_normal(5))
-    slope, stderr = width_exponent(widths, values)
-    x = np.log(widths)
-    fit = np.polyfit(x, np.log(values), 1)
-    residual = np.log(values) - np.polyval(fit, x)
-    ref_slope, ref_se = fit[0], np.sqrt(residual @ residual / 3 / ((x - x.mean()) ** 2).sum())
-    assert slope == pytest.approx(ref_slope) and stderr == pytest.approx(ref_se)
-
-
-def test_width_exponent_rejects_bad_input():
-    with pytest.raises(ValueError, match="at least 3 widths"):
-        width_exponent([64, 128], [1.0, 2.0])
-    with pytest.raises(ValueError, match="at least 3 widths"):
-        width_exponent([64, 128, 256], [1.0, 2.0])
-    with pytest.raises(ValueError, match="positive and finite"):
-        width_exponent([64, 128, 256], [1.0, 0.0, 2.0])
 
 
 def test_linear_probe_matches_sklearn_ridge_on_scaled_features():

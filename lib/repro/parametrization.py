@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 
 from .models import ACTIVATIONS, check_choice
@@ -101,21 +99,6 @@ def feature_change(before: torch.Tensor, after: torch.Tensor) -> float:
         raise ValueError(f"before and after must have the same shape, got {tuple(before.shape)} "
                          f"and {tuple(after.shape)}")
     return (after - before).double().pow(2).mean().sqrt().item()
-
-
-def width_exponent(widths, values) -> tuple[float, float]:
-    """The least-squares slope of log(value) against log(width), and its standard error.
-    Introduced in: notebooks/infinite-width-kernels/feature-learning-in-infinite-width-neural-networks.ipynb
-    """
-    x = np.log(np.asarray(widths, dtype=float))
-    y = np.asarray(values, dtype=float)  # lists, arrays or Series
-    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
-        raise ValueError(f"need at least 3 widths and as many values, got {len(x)} widths and "
-                         f"{len(y)} values")
-    if not (np.all(y > 0) and np.all(np.isfinite(y))):
-        raise ValueError(f"values must be positive and finite for a log-log fit, got {y.tolist()}")
-    fit = stats.linregress(x, np.log(y))
-    return float(fit.slope), float(fit.stderr)
 
 
 def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor,
