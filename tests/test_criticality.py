@@ -24,6 +24,12 @@ def test_relu_kernel_is_geometric_in_c_w():
     np.testing.assert_allclose(K, expected, rtol=1e-10)
 
 
+def test_a_kernel_that_underflows_to_zero_stays_at_the_fixed_point_zero():
+    K = crit.kernel_recursion("tanh", 0.7, 3000, C_b=0.0, C_W=0.7)  # 0.7^3000 underflows
+    assert K[-1] == 0.0 and np.all(np.diff(K) <= 0)
+    np.testing.assert_allclose(crit.kernel_map("relu", np.array([0.0, 1.0]), C_b=0.2, C_W=2.0), [0.2, 1.2])
+
+
 def test_kernel_map_matches_adaptive_quadrature():
     for K in (0.01, 0.5, 3.0):
         ref = 0.1 + 1.3 * quad(lambda z: np.tanh(z) ** 2, K)
@@ -118,6 +124,8 @@ def test_rejects_bad_input():
         crit.kernel_map("swish", 1.0)
     with pytest.raises(ValueError, match="K == .*must be finite and > 0"):
         crit.susceptibilities("tanh", 0.0)
+    with pytest.raises(ValueError, match="K == .*must be finite and >= 0"):
+        crit.kernel_map("tanh", -1.0)
     with pytest.raises(ValueError, match="depth == 0, must be an int >= 1"):
         crit.kernel_recursion("tanh", 1.0, 0)
     with pytest.raises(ValueError, match="K must be a 1-d kernel path"):

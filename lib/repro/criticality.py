@@ -64,8 +64,12 @@ def kernel_map(activation: str, K, C_b=0.0, C_W=1.0, n: int = 64):
     Introduced in: notebooks/infinite-width-kernels/the-principles-of-deep-learning-theory.ipynb
     """
     f, _, kinks = _activation(activation)
-    _check_positive("K", K)
-    s2 = gaussian_expectation(lambda z: f(z) ** 2, 0.0, np.asarray(K, dtype=float), n=n, kinks=kinks)
+    K = np.asarray(K, dtype=float)
+    if not np.all(np.isfinite(K)) or np.any(K < 0):
+        raise ValueError(f"K == {K!r}, must be finite and >= 0")
+    # K = 0 (a kernel that has underflowed on its way to the fixed point 0) means z = 0 exactly
+    s2 = gaussian_expectation(lambda z: f(z) ** 2, 0.0, np.where(K > 0, K, 1.0), n=n, kinks=kinks)
+    s2 = np.where(K > 0, s2, f(np.zeros_like(K)) ** 2)
     return np.asarray(C_b) + np.asarray(C_W) * s2
 
 
