@@ -7,16 +7,14 @@ A data set holds triples (u at m sensors, query point y, G(u)(y)), stored per in
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, fields
 from typing import Callable
 
-import pandas as pd
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
-from .models import ACTIVATIONS, MLP
+from . import train
+from .models import ACTIVATIONS, MLP, Ensemble
 
 
 def rbf_kernel(x1: torch.Tensor, x2: torch.Tensor, length_scale: float) -> torch.Tensor:
@@ -268,12 +266,12 @@ def mse(model: nn.Module, data: OperatorData, trim: float = 0.0, chunk: int = 40
 def fit_sizes(make_model: Callable[[], nn.Module], data: OperatorData, sizes, *, steps: int,
               batch_size: int, lr: float, seed: int = 0, record_every: int = 100) -> tuple:
     """Train one model per training-set size, the first n functions of `data` for each n in
-    `sizes`, all in one vectorized loop (torch.func.vmap over stacked weights, so a learning curve
-    costs little more than one run). Each model starts from `make_model()` under
-    torch.manual_seed(seed) and takes `steps` Adam steps on the MSE, the learning rate decaying
-    from `lr` to 0 on a cosine; a step uses `batch_size` of its functions drawn without replacement
-    (all of them when it has fewer), from a generator seeded with `seed`, so a model's run does not
-    depend on the other sizes. Returns (models in eval mode, loss history every `record_every` steps).
+    `sizes`, all at once as a `repro.models.Ensemble` (so a learning curve costs little more than
+    one run). Each model starts from `make_model()` under torch.manual_seed(seed) and takes `steps`
+    Adam steps on the MSE, the learning rate decaying from `lr` to 0 on a cosine; a step uses
+    `batch_size` of its functions drawn without replacement (all of them when it has fewer), from
+    a generator seeded with `seed`, so a model's run does not depend on the other sizes.
+    Returns (models in eval mode, the summed loss every `record_every` steps).
 
     Introduced in: notebooks/dynamics-pde-operators/deeponet.ipynb
     """
@@ -286,37 +284,27 @@ def fit_sizes(make_model: Callable[[], nn.Module], data: OperatorData, sizes, *,
     for _ in sizes:
         torch.manual_seed(seed)
         models.append(make_model().to(data.u.device))
-    params, buffers = stack_module_state(models)             # name -> (E, ...) leaves
-    base = copy.deepcopy(models[0]).to("meta")
-    batched = vmap(lambda p, b, u, y: functional_call(base, (p, b), (u, y)))
-    opt = torch.optim.Adam(list(params.values()), lr=lr)
-    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    gens = [torch.Generator().manual_seed(seed) for _ in sizes]
+    ensemble = Ensemble(models)
     b = min(batch_size, max(sizes))
     weight = (torch.arange(b)[None, :] < torch.tensor(sizes)[:, None]).to(data.s)  # (E, B): 0 = padding
-    rows = []
-    for step in range(1, steps + 1):
-        idx = torch.zeros(len(sizes), b, dtype=torch.long)
-        for e, (n, gen) in enumerate(zip(sizes, gens)):
-            pick = torch.randperm(n, generator=gen)[:b]
-            idx[e, :len(pick)] = pick
-        idx = idx.to(data.u.device)
-        pred = batched(params, buffers, data.u[idx], data.y[idx])          # (E, B, P)
-        loss = (((pred - data.s[idx]) ** 2).mean(-1) * weight).sum(-1) / weight.sum(-1)  # (E,)
-        if not torch.isfinite(loss).all():
-            raise FloatingPointError(f"loss became {loss.tolist()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()                                 # the members' gradients are separate
-        opt.step()
-        decay.step()
-        if step % record_every == 0 or step == steps:
-            rows += [{"step": step, "functions": n, "loss": v} for n, v in zip(sizes, loss.tolist())]
-    with torch.no_grad():
-        for e, model in enumerate(models):
-            for name, p in model.named_parameters():
-                p.copy_(params[name][e])
-            model.eval()
-    return models, pd.DataFrame(rows)
+
+    def batches():  # (E, B) function indices; each member draws from its own first n functions
+        gens = [torch.Generator().manual_seed(seed) for _ in sizes]
+        while True:
+            idx = torch.zeros(len(sizes), b, dtype=torch.long)
+            for e, (n, gen) in enumerate(zip(sizes, gens)):
+                pick = torch.randperm(n, generator=gen)[:b]
+                idx[e, :len(pick)] = pick
+            yield idx.to(data.u.device)
+
+    def loss(ens, idx):  # the members' mean squared errors, summed: their gradients stay separate
+        pred = ens(data.u[idx], data.y[idx])                                   # (E, B, P)
+        return ((((pred - data.s[idx]) ** 2).mean(-1) * weight).sum(-1) / weight.sum(-1)).sum()
+
+    opt = torch.optim.Adam(ensemble.parameters(), lr=lr)
+    history = train.fit(ensemble, loss, opt, steps=steps, data=batches(), record_every=record_every,
+                        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps))
+    return ensemble.members(), history
 
 
 def kappa(u_fine: torch.Tensor, x_fine: torch.Tensor, m: int, reduce: str = "max") -> torch.Tensor:
