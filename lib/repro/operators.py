@@ -235,15 +235,6 @@ class FNNOperator(nn.Module):
         return self.net(uy).squeeze(-1)
 
 
-def mse_loss(model: nn.Module, batch) -> torch.Tensor:
-    """Mean squared error of model(u, y) against s on a batch (u, y, s), for `repro.train.fit`.
-
-    Introduced in: notebooks/dynamics-pde-operators/deeponet.ipynb
-    """
-    u, y, s = batch
-    return ((model(u, y) - s) ** 2).mean()
-
-
 @torch.no_grad()
 def mse(model: nn.Module, data: OperatorData, trim: float = 0.0, chunk: int = 4096) -> float:
     """The mean squared error of `model` on a whole data set, in eval mode, in chunks of functions;
