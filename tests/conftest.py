@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import catalog
+from repro.harness import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = "tests/fixtures/tiny.ipynb"

@@ -1,7 +1,7 @@
 import yaml
 
 from conftest import ROOT
-from repro import check, scaffold
+from repro.harness import catalog, check, scaffold
 
 
 def test_the_repository_passes_its_own_check():
@@ -11,12 +11,20 @@ def test_the_repository_passes_its_own_check():
 def test_toc_lists_every_notebook():
     files = check.toc_files()
     assert files[0] == "book/index"
-    assert "notebooks/normalization/weight-normalization" in files
+    assert {p.notebook.removesuffix(".ipynb") for p in catalog.with_notebooks()} <= set(files)
 
 
-def test_register_adds_catalog_entry_and_toc_part(tmp_path, monkeypatch):
-    from repro import catalog
+def test_a_broken_checkout_is_reported(tmp_path):
+    for name in ("data", "book", "notebooks"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    toc["parts"][1]["chapters"].append({"file": "notebooks/normalization/missing"})
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc))
+    problems = check.problems(tmp_path)
+    assert ("_toc.yml", "notebooks/normalization/missing is not a notebook of data/papers.yaml") in problems
 
+
+def test_register_adds_catalog_entry_and_toc_part(tmp_path):
     papers_file, toc_file = tmp_path / "papers.yaml", tmp_path / "_toc.yml"
     papers_file.write_text((ROOT / "data" / "papers.yaml").read_text())
     toc_file.write_text((ROOT / "_toc.yml").read_text())

@@ -1,9 +1,11 @@
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
 
-from repro import cli
+from repro.harness import catalog, cli
 
 
 @pytest.fixture
@@ -13,7 +15,7 @@ def runner():
 
 def test_list(runner):
     result = runner.invoke(cli.main, ["list"])
-    assert result.exit_code == 0 and "298 papers" in result.output
+    assert result.exit_code == 0 and f"{len(catalog.papers())} papers" in result.output
     assert "weight-normalization" in result.output
     result = runner.invoke(cli.main, ["list", "--theme", "nope"])
     assert result.exit_code == 2 and "unknown theme" in result.output
@@ -24,7 +26,8 @@ def test_list(runner):
     (["run", "5"], "has no notebook yet"),
     (["new", "weight-normalization"], "already exists"),
     (["new", "nope-nope-nope"], "unknown paper"),
-    (["refresh"], "give one PAPER or --all"),
+    (["refresh"], "give one of PAPER, --all or --stale"),
+    (["refresh", "adam", "--stale"], "give one of PAPER, --all or --stale"),
 ])
 def test_bad_paper_exits_2(runner, args, message):
     result = runner.invoke(cli.main, args)
@@ -35,7 +38,9 @@ def test_bad_paper_exits_2(runner, args, message):
 @pytest.mark.parametrize("args, message", [
     (["run", "tiny", "--preset", "huge"], "unknown preset 'huge'; valid presets: smoke, full"),
     (["run", "tiny", "-p", "nonsense=1"], "unknown parameter(s) nonsense"),
-    (["run", "tiny", "-p", "seed=x"], "seed must be an int"),
+    (["run", "tiny", "-p", "nonsense=1"], "settings of preset 'smoke': draws (default 2)"),
+    (["run", "tiny", "-p", "draws=many"], "draws == 'many' is not a int"),
+    (["run", "tiny", "-p", "seed=x"], "seed == 'x' is not a int"),
     (["run", "tiny", "-p", "scale"], "KEY=VALUE"),
     (["sweep", "tiny", "--seeds", "4-0"], "backwards"),
     (["sweep", "tiny", "--preset", "huge"], "unknown preset"),
@@ -51,7 +56,7 @@ def test_bad_input_exits_2_before_any_work(runner, monkeypatch, tiny_paper, args
     assert message in result.output
 
 
-@pytest.mark.parametrize("args, code", [([], 0), (["-p", "fail_claim=true"], 1), (["-p", "crash=1"], 3)])
+@pytest.mark.parametrize("args, code", [([], 0), (["-p", "fail_claim=true"], 1), (["-p", "crash=true"], 3)])
 def test_run_exit_status(runner, monkeypatch, tiny_paper, tmp_path, args, code):
     monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
     result = runner.invoke(cli.main, ["run", "tiny", "--seed", "2", "--out", str(tmp_path), *args])
@@ -60,9 +65,26 @@ def test_run_exit_status(runner, monkeypatch, tiny_paper, tmp_path, args, code):
     assert data["parameters"]["seed"] == 2 and data["exit_code"] == code
 
 
+def test_run_with_a_preset_setting_shows_it(runner, monkeypatch, tiny_paper, tmp_path):
+    monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
+    result = runner.invoke(cli.main, ["run", "tiny", "-p", "draws=4", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "'overrides': {'draws': 4}" in result.output and "draws=4" in result.output
+    assert json.loads((tmp_path / "tiny.json").read_text())["provenance"]["config"]["draws"] == 4
+
+
 def test_sweep_command(runner, monkeypatch, tiny_paper, tmp_path):
     monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
     result = runner.invoke(cli.main, ["sweep", "tiny", "--seeds", "0-1", "--workers", "2",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "held 2/2: one plus one is two" in result.output
+
+
+def test_outside_a_checkout_the_command_says_it_needs_one(tmp_path):
+    code = ("import sys, repro.harness.checkout as c; "
+            "c.is_checkout = lambda path: False; "  # as from a plain install, run elsewhere
+            "sys.argv = ['repro', 'list']; from repro.harness.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "works on a checkout of the repository" in proc.stderr and "git clone" in proc.stderr

@@ -6,7 +6,7 @@ import torch
 from scipy import integrate
 from scipy.stats import norm
 
-from repro import criticality as crit
+from repro.infinite_width_kernels import criticality as crit
 
 
 def quad(f, K):

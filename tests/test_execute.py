@@ -4,7 +4,7 @@ import nbformat
 import pytest
 
 from conftest import FIXTURE, ROOT
-from repro import execute
+from repro.harness import execute, stamps
 
 
 @pytest.fixture(scope="module")
@@ -18,29 +18,27 @@ def test_parse_assignments():
         execute.parse_assignments(["nokey"])
 
 
-def test_resolve_parameters_converts_by_type(tiny_nb):
-    values = execute.resolve_parameters(tiny_nb, {"seed": "3", "scale": "2", "crash": "true",
-                                                  "preset": "full"})
-    assert values["seed"] == 3 and values["scale"] == 2.0 and values["crash"] is True
-    assert execute.resolve_parameters(tiny_nb, {"scale": 2})["scale"] == 2.0
+def test_parameters_and_preset_settings_are_typed_by_their_defaults(tiny_nb):
+    params = execute.run_parameters(tiny_nb, {"seed": "3", "scale": "2", "crash": "true",
+                                              "preset": "full", "draws": "5", "label": "xl"})
+    assert params == {"seed": 3, "scale": 2.0, "crash": True, "preset": "full",
+                      "overrides": {"draws": 5, "label": "xl"}}
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"steps": "3"}, r"unknown parameter\(s\) steps; this notebook takes: preset \(default 'smoke'\)"),
-    ({"seed": "abc"}, "seed must be an int, got 'abc'"),
-    ({"scale": "big"}, "scale must be a number"),
-    ({"crash": "maybe"}, "crash must be true or false"),
+@pytest.mark.parametrize("texts, match", [
+    ({"steps": "3"}, r"unknown parameter\(s\) steps; this notebook takes: preset \(default 'smoke'\).*"
+                     r"and the settings of preset 'smoke': draws \(default 2\), label \(default 'small'\)"),
+    ({"seed": "abc"}, "seed == 'abc' is not a int"),
+    ({"seed": "1.5"}, "seed == 1.5 is a float; the preset's value 0 is a int"),
+    ({"scale": "big"}, "scale == 'big' is not a float"),
+    ({"crash": "3"}, "crash == 3 is a int"),
+    ({"draws": "2.5"}, "draws == 2.5 is a float"),
     ({"preset": "huge"}, "unknown preset 'huge'; valid presets: smoke, full"),
     ({"seed": "-2"}, "must be >= 0"),
-    ({"seed": 1.5}, "seed must be int"),
 ])
-def test_bad_parameters_say_what_is_valid(tiny_nb, overrides, match):
+def test_bad_parameters_say_what_is_valid(tiny_nb, texts, match):
     with pytest.raises(execute.ParameterError, match=match):
-        execute.resolve_parameters(tiny_nb, overrides)
-
-
-def test_presets_of(tiny_nb):
-    assert execute.presets_of(tiny_nb) == ["smoke", "full"]
+        execute.run_parameters(tiny_nb, texts)
 
 
 @pytest.mark.parametrize("params, code", [({}, 0), ({"fail_claim": True}, 1), ({"crash": True}, 3)])
@@ -49,23 +47,50 @@ def test_execute_exit_codes_and_results(tiny_paper, tmp_path, params, code):
     assert outcome.exit_code == code
     results = json.loads((tmp_path / "tiny.json").read_text())
     assert results["exit_code"] == code and results["parameters"] == params
-    assert (tmp_path / "tiny.ipynb").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.ipynb", "tiny.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.ipynb", "tiny.json", "tiny.timing.json"]
     if code != 3:
-        assert results["provenance"]["seed"] == 0 and len(results["claims"]) == 3
+        assert results["provenance"]["seed"] == 0 and len(results["claims"]) == 4
+        timing = json.loads((tmp_path / "tiny.timing.json").read_text())
+        assert timing["wall_time_s"] > 0 and timing["notebook"]["peak_memory_mb"] > 0
     else:
         assert "asked to crash" in results["error"] and "claims" not in results
 
 
-def test_refresh_copies_outputs_and_stamps(tiny_paper, tmp_path, monkeypatch):
+def test_an_override_reaches_the_run_and_its_results(tiny_paper, tmp_path):
+    outcome = execute.execute(tiny_paper, tmp_path, parameters={"overrides": {"draws": 7}})
+    assert outcome.exit_code == 0
+    provenance = json.loads((tmp_path / "tiny.json").read_text())["provenance"]
+    assert provenance["config"]["draws"] == 7 and provenance["overridden"] == {"draws": 2}
+
+
+def test_one_seed_gives_an_identical_results_file(tiny_paper, tmp_path):
+    texts = []
+    for run in ("a", "b"):
+        execute.execute(tiny_paper, tmp_path / run, parameters={"seed": 5})
+        texts.append((tmp_path / run / "tiny.json").read_text())
+    assert texts[0] == texts[1]
+
+
+def test_refresh_stores_outputs_and_stamps(tiny_paper, tmp_path, monkeypatch):
     nb_path = tmp_path / "tiny.ipynb"
     nb_path.write_text((ROOT / FIXTURE).read_text())
     paper = type(tiny_paper)(**{**tiny_paper.__dict__, "notebook": str(nb_path)})
-    outcome = execute.execute(paper, tmp_path / "run")
-    execute.refresh(paper, outcome.notebook)
+    assert execute.stale([paper]) == {paper: ["no stamp: its outputs were not produced by `repro refresh`"]}
+    monkeypatch.setattr(execute.checkout, "root", lambda: tmp_path)
+    (outcome,) = execute.refresh([paper], workers=1)
+    assert outcome.exit_code == 0
     refreshed = nbformat.read(nb_path, as_version=4)
-    assert refreshed.metadata["repro"]["preset"] == "smoke"
+    assert refreshed.metadata["repro"]["smoke_seconds"] == outcome.wall_time_s
     assert "papermill" not in refreshed.metadata
     assert all(c.execution_count for c in refreshed.cells if c.cell_type == "code")
-    from repro import notebook
-    assert notebook.staleness(refreshed) is None
+    assert stamps.staleness(refreshed) == [] and execute.stale([paper]) == {}
+
+
+def test_a_failing_refresh_leaves_the_notebook_as_it_was(tiny_paper, tmp_path, monkeypatch):
+    nb_path = tmp_path / "tiny.ipynb"
+    source = (ROOT / FIXTURE).read_text().replace("fail_claim = False", "fail_claim = True")
+    nb_path.write_text(source)
+    paper = type(tiny_paper)(**{**tiny_paper.__dict__, "notebook": str(nb_path)})
+    monkeypatch.setattr(execute.checkout, "root", lambda: tmp_path)
+    (outcome,) = execute.refresh([paper], workers=1)
+    assert outcome.exit_code == 1 and nb_path.read_text() == source

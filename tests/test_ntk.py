@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from repro.ntk import (analytic_ntk, decay_factors, dynamics_operator, empirical_ntk,
+from repro.infinite_width_kernels.ntk import (analytic_ntk, decay_factors, dynamics_operator, empirical_ntk,
                        gaussian_prediction, kernel_eigen, linear_dynamics)
-from repro.parametrization import ParametrizedMLP
+from repro.infinite_width_kernels.abc_parametrization import ParametrizedMLP
 
 
 def _circle(m=9):
@@ -47,16 +47,17 @@ def test_empirical_ntk_is_symmetric_psd_and_blocking_does_not_change_it(max_memo
 def test_relu_expectations_match_quadrature_and_monte_carlo():
     x = _circle(8)[:-1] * torch.tensor([1.0, 1.5], dtype=torch.float64)  # no repeated point
     theta, sigma = analytic_ntk(x, depth=2, bias=0.3)
-    # the same recursion through the general-purpose quadrature path, with leaky ReLU's limit
-    from repro.ntk import _quadrature_expectations, _relu_expectations
+    # the closed form against Monte Carlo, and against the general-purpose quadrature path
+    from repro.core import activations
+    from repro.infinite_width_kernels.ntk import _quadrature_expectations, _relu_expectations
     s = torch.tensor([[1.3, 0.4], [0.4, 0.7]], dtype=torch.float64)
     e, edot = _relu_expectations(s[0, 0], s[1, 1], s[0, 1])
     g = torch.Generator().manual_seed(0)
     uv = torch.randn(400_000, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(s).T
     assert e.item() == pytest.approx(torch.relu(uv).prod(1).mean().item(), rel=0.01)
     assert edot.item() == pytest.approx((uv > 0).all(1).double().mean().item(), rel=0.01)
-    eq, _ = _quadrature_expectations(torch.relu, s[0, 0], s[1, 1], s[0, 1], 96)
-    assert eq.item() == pytest.approx(e.item(), rel=0.01)  # the kink costs quadrature accuracy
+    eq, edot_q = _quadrature_expectations(activations.get("relu"), s[0, 0], s[1, 1], s[0, 1], 64)
+    assert (eq.item(), edot_q.item()) == pytest.approx((e.item(), edot.item()), abs=1e-10)
     assert theta.shape == sigma.shape == (7, 7)
     assert torch.linalg.eigvalsh(theta).min() > 0
 

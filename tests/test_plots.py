@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from repro import plots  # noqa: E402
+from repro.core import plots  # noqa: E402
 
 
 def test_style_and_loss_curves():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from repro import provenance
+from repro.core import provenance
 
 
 def test_package_versions_and_commit():

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 import repro
-from repro.runtime import PresetError, resolve_device, resolve_preset, seed_everything
+from repro.core.presets import PresetError, resolve
+from repro.core.runtime import resolve_device, seed_everything
 
 PRESETS = {"smoke": {"steps": 10}, "full": {"steps": 1000}}
 
@@ -24,7 +25,7 @@ def test_unknown_preset_lists_valid_ones():
 @pytest.mark.parametrize("presets, match", [({}, "non-empty dict"), ({"smoke": [1]}, "must be a dict")])
 def test_bad_preset_tables(presets, match):
     with pytest.raises(PresetError, match=match):
-        resolve_preset("smoke", presets)
+        resolve("smoke", presets)
 
 
 def test_same_seed_same_numbers():
@@ -55,3 +56,19 @@ def test_missing_config_value_names_the_valid_ones():
     with pytest.raises(AttributeError, match="has no value 'lr'; it has: steps"):
         cfg.lr
     assert cfg.as_dict()["steps"] == 10
+
+
+def test_overrides_replace_settings_and_are_shown(capsys):
+    cfg = repro.setup("smoke", 0, "cpu", presets=PRESETS, overrides={"steps": 30})
+    assert cfg.steps == 30 and cfg.overridden == {"steps": 10}
+    assert "steps = 30  (overridden; the preset says 10)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"lr": 0.1}, r"unknown setting\(s\) lr for preset 'smoke'; its settings are: steps \(default 10\)"),
+    ({"steps": "30"}, "steps == '30' is a str; the preset's value 10 is a int"),
+    ({"steps": 2.5}, "is a float"),
+])
+def test_bad_overrides_stop_before_any_work(overrides, match):
+    with pytest.raises(PresetError, match=match):
+        repro.setup("smoke", 0, "cpu", presets=PRESETS, overrides=overrides)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from repro.stats import loglog_slope
+from repro.core.stats import loglog_slope
 
 
 def test_loglog_slope_recovers_a_power_law_and_its_noise():

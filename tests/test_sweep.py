@@ -1,6 +1,6 @@
 import pytest
 
-from repro import sweep
+from repro.harness import sweep
 
 
 @pytest.mark.parametrize("text, seeds", [("0-4", [0, 1, 2, 3, 4]), ("3", [3]), ("0,3,7", [0, 3, 7]),
@@ -28,8 +28,8 @@ def test_sweep_on_dask_keeps_going_after_a_failure(tiny_paper, tmp_path):
     summary = sweep.sweep(tiny_paper, [0, 1], {"scale": 0.5}, tmp_path, workers=2)
     assert summary["exit_code"] == 0 and summary["exit_codes"] == {0: 0, 1: 0}
     held = {c["statement"]: c["held"] for c in summary["claims"]}
-    assert held == {"one plus one is two": 2, "a uniform draw lies in [0, scale]": 2,
-                    "the failure switch is off": 2}
+    assert held == {"one plus one is two": 2, "uniform draws lie in [0, scale]": 2,
+                    "the preset sets the number of draws": 2, "the failure switch is off": 2}
     assert (tmp_path / "summary.json").exists() and (tmp_path / "tiny-seed1.json").exists()
     failing = sweep.sweep(tiny_paper, [0, 1], {"crash": True}, tmp_path / "f", workers=2)
     assert failing["exit_code"] == 3 and set(failing["errors"]) == {0, 1}

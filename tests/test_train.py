@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from repro import models, train
+from repro.core import models, train
 
 
 def test_fit_learns_a_separable_problem():

@@ -8,9 +8,9 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import sync_playwright
 
-from repro import book, catalog
+from repro.harness import book, catalog, checkout
 
-HTML = book.SITE / "_build" / "html"
+HTML = (checkout.root() / book.SITE).parent
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
          "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -102,8 +102,11 @@ def test_paper_page(browser, paper):
     figures = page.locator("img").count()
     assert figures >= 2, "a paper page shows its figures"
     assert not broken_images(page, browser), "every figure loads"
-    claims = page.locator("table:has(th:text('claim')):has(th:text('result'))")
+    claims = page.locator("table.repro-claims")
     assert claims.count() == 1 and claims.locator("tbody tr").count() >= 2
+    assert claims.locator("td.measured").count() == claims.locator("tbody tr").count()
+    badge = page.eval_on_selector("img[alt='Open In Colab']", "e => e.src")
+    assert local(badge, browser), f"the Colab badge {badge} is served by the site itself"
     assert not broken_internal_links(page, browser)
     assert not failed, f"requests failed: {failed}"
     # math is typeset by the MathJax copy served from the site itself (no CDN, works offline)

@@ -1,0 +1,133 @@
+"""Stamps: what a notebook's stored outputs depend on, recorded when they are produced.
+
+A stamp covers the notebook's code cells, its parameters, the `repro` modules it imports (followed
+through the import graph, read from the sources) and the versions of the packages that change
+numbers. Editing a module therefore stales only the notebooks that import it, and `staleness`
+says which file or version changed.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import time
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import repro
+
+from . import contract
+
+LIB = Path(repro.__file__).resolve().parent          # the package whose modules are stamped
+NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn")
+KEY = "repro"                                         # the stamp's key in the notebook's metadata
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def code_hash(nb) -> str:
+    """Hash of the code cells' sources: what a reader could change to change the outputs."""
+    return digest(b"\0".join(c.source.encode() for c in contract.code_cells(nb)))
+
+
+def _python(source: str) -> str:
+    """The source without IPython's line magics and shell escapes, which `ast` cannot read."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def module_file(name: str, lib: Path = LIB) -> Path | None:
+    """The file of module `name` (repro, repro.core.models, ...), or None when there is none."""
+    parts = name.split(".")[1:]
+    base = lib.joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def imported_modules(source: str, package: str = "") -> set[str]:
+    """The `repro` modules a source imports: `import repro.x`, `from repro import x` (x a module
+    or a name of the package), relative imports resolved against `package`."""
+    found = set()
+    with warnings.catch_warnings():  # a notebook's "\Omega" in a plain string is its own business
+        warnings.simplefilter("ignore")
+        tree = ast.parse(_python(source))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}
+    return {m for m in found if (m == "repro" or m.startswith("repro.")) and module_file(m)}
+
+
+def dependencies(sources, lib: Path = LIB) -> list[str]:
+    """Every `repro` file that code made of `sources` runs on import, as paths relative to the
+    library's parent (repro/core/models.py, ...): the modules it imports, their packages'
+    __init__ files, and so on through the import graph."""
+    todo = set().union(*(imported_modules(s) for s in sources)) if sources else set()
+    seen = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo |= {".".join(parts[:i]) for i in range(1, len(parts))}   # parent packages run first
+        path = module_file(name, lib)
+        package = name if path.name == "__init__.py" else ".".join(parts[:-1])
+        todo |= imported_modules(path.read_text(), package) - seen
+    return sorted(module_file(n, lib).relative_to(lib.parent).as_posix() for n in seen)
+
+
+def package_versions(names=NUMERIC_PACKAGES) -> dict:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def current(nb, lib: Path = LIB) -> dict:
+    """What the notebook's outputs would depend on if it ran now."""
+    files = dependencies([c.source for c in contract.code_cells(nb)], lib)
+    return {"code": code_hash(nb), "parameters": contract.parameters(nb),
+            "modules": {f: digest((lib.parent / f).read_bytes()) for f in files},
+            "packages": package_versions()}
+
+
+def stamp(nb, *, seconds: float | None = None, preset: str = "smoke", seed: int = 0) -> dict:
+    """Record in the notebook's metadata what produced its outputs, and how long they took."""
+    record = {**current(nb), "preset": preset, "seed": seed, "smoke_seconds": seconds,
+              "executed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    nb.metadata[KEY] = record
+    return record
+
+
+def staleness(nb, lib: Path = LIB) -> list[str]:
+    """Why the stored outputs no longer follow from the notebook and the library (empty: fresh)."""
+    record = nb.metadata.get(KEY)
+    if not record or "modules" not in record:
+        return ["no stamp: its outputs were not produced by `repro refresh`"]
+    now = current(nb, lib)
+    reasons = []
+    if record.get("code") != now["code"]:
+        reasons.append("its code cells changed")
+    if record.get("parameters") != now["parameters"]:
+        reasons.append("its parameters changed")
+    old, new = record["modules"], now["modules"]
+    reasons += [f"lib/{f} changed" for f in sorted(set(old) & set(new)) if old[f] != new[f]]
+    reasons += [f"it now also depends on lib/{f}" for f in sorted(set(new) - set(old))]
+    reasons += [f"it no longer depends on lib/{f}" for f in sorted(set(old) - set(new))]
+    reasons += [f"{name} is {version}, its outputs came from {record['packages'].get(name)}"
+                for name, version in now["packages"].items() if record["packages"].get(name) != version]
+    return reasons

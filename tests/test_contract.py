@@ -1,0 +1,111 @@
+import copy
+
+import nbformat
+import pytest
+
+from conftest import FIXTURE, ROOT
+from repro.core.claims import METADATA_KEY
+from repro.harness import catalog, contract, scaffold
+
+
+def executed(nb, claims=None):
+    """`nb` with an execution count on every code cell and a stored claims table."""
+    for i, cell in enumerate(contract.code_cells(nb)):
+        cell.execution_count = i + 1
+        cell.outputs = [nbformat.v4.new_output("stream", text="ok\n")]
+    claims = claims or [{"statement": "a", "expected": True, "holds": True}]
+    contract.claims_cell(nb).outputs = [nbformat.v4.new_output(
+        "display_data", data={"text/plain": "table"}, metadata={METADATA_KEY: claims})]
+    return nb
+
+
+@pytest.fixture
+def tiny():
+    return executed(nbformat.read(ROOT / FIXTURE, as_version=4))
+
+
+def test_fixture_follows_the_contract(tiny):
+    assert contract.contract_problems(tiny) == []
+
+
+def test_scaffold_has_every_section_but_its_todos():
+    paper = catalog.find(108)
+    nb = executed(scaffold.scaffold(paper, "salimans2016"))
+    problems = contract.contract_problems(nb, paper)
+    assert problems == ["header: still has TODO", "differences: still has TODO"]
+    assert f"](../../{contract.BADGE})" in nb.cells[0].source
+
+
+def cell(nb, tag=None, index=None):
+    code = contract.code_cells(nb)
+    return code[index] if tag is None else next(c for c in code if tag in c.metadata.get("tags", []))
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda nb: nb.cells.pop(0), "header"),
+    (lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace("**The claim.**", "")), "The claim"),
+    (lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace(contract.BADGE, "x.svg")), "badge image"),
+    (lambda nb: setattr(cell(nb, index=0), "source", "import repro"), "install cell"),
+    (lambda nb: setattr(cell(nb, "parameters"), "source", "preset = 'smoke'\nseed = 0\ndevice = get()"),
+     "not a literal"),
+    (lambda nb: setattr(cell(nb, "parameters"), "source",
+                        "preset = 'full'\nseed = 0\ndevice = 'auto'\noverrides = {}"), "preset must default"),
+    (lambda nb: setattr(cell(nb, "parameters"), "source", "preset = 'smoke'\nseed = 0\ndevice = 'auto'"),
+     "overrides must default to {}"),
+    (lambda nb: cell(nb, "parameters").metadata.update(tags=[]), "exactly one code cell tagged 'parameters'"),
+    (lambda nb: setattr(cell(nb, index=2), "source", cell(nb, index=2).source.replace(
+        ", overrides=overrides", "")), "must be given overrides=overrides"),
+    (lambda nb: setattr(cell(nb, index=2), "source", cell(nb, index=2).source.replace(
+        "draws=2", "draws=len('ab')")), "PRESETS must be written with literals"),
+    (lambda nb: cell(nb, "claims").metadata.update(tags=["claims"]), "nbval-check-output"),
+    (lambda nb: setattr(cell(nb, "claims"), "outputs", []), "no stored claims table"),
+    (lambda nb: nb.cells.pop(), "differences"),
+    (lambda nb: setattr(cell(nb, index=3), "execution_count", None), "no stored execution"),
+])
+def test_contract_problems_are_found(tiny, edit, problem):
+    nb = copy.deepcopy(tiny)
+    edit(nb)
+    problems = contract.contract_problems(nb)
+    assert any(problem in p for p in problems), problems
+
+
+def test_parameters_and_presets(tiny):
+    assert contract.parameters(tiny) == {"preset": "smoke", "seed": 0, "device": "auto", "overrides": {},
+                                         "fail_claim": False, "crash": False, "scale": 1.0}
+    assert contract.presets(tiny) == {"smoke": {"draws": 2, "label": "small"},
+                                      "full": {"draws": 3, "label": "large"}}
+    cell(tiny, "parameters").source = "x, y = 1, 2"
+    with pytest.raises(ValueError, match="only `name = literal`"):
+        contract.parameters(tiny)
+
+
+def test_presets_reads_nested_literals():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'PRESETS = {"smoke": dict(steps={"mlp": 600}, lrs=[0.01, 0.1], n=100_000, eps=-1e-3, pair=(1, 2),\n'
+        '                         ratio=1 / 8, big=2 ** 10)}')])
+    assert contract.presets(nb) == {"smoke": {"steps": {"mlp": 600}, "lrs": [0.01, 0.1], "n": 100000,
+                                              "eps": -1e-3, "pair": (1, 2), "ratio": 0.125, "big": 1024}}
+
+
+def claims_of(*pairs):
+    return [{"statement": str(i), "expected": e, "holds": h} for i, (e, h) in enumerate(pairs)]
+
+
+@pytest.mark.parametrize("claims, status", [
+    (claims_of((True, True), (True, True)), "reproduced"),
+    (claims_of((True, True), (False, False)), "partly reproduced"),
+    (claims_of((False, False)), "not reproduced"),
+    (claims_of((True, True), (True, False)), "not reproduced"),
+    (claims_of((True, True), (False, True)), "partly reproduced"),
+    (claims_of((False, True)), "not reproduced"),
+    ([], None),
+    (None, None),
+])
+def test_status_from_claims(claims, status):
+    assert contract.status_from_claims(claims) == status
+
+
+def test_stored_claims_come_from_the_metadata(tiny):
+    assert contract.stored_claims(tiny) == [{"statement": "a", "expected": True, "holds": True}]
+    cell(tiny, "claims").outputs = [nbformat.v4.new_output("stream", text="1 a holds")]
+    assert contract.stored_claims(tiny) is None

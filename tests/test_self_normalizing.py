@@ -1,0 +1,137 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from scipy.special import erfc
+from scipy.stats import norm
+from torch import nn
+
+from repro.normalization import self_normalizing as snn
+
+
+def quad_expectation(f, mean, var):
+    """A trusted reference: adaptive quadrature of f against the Gaussian density, split at 0."""
+    p = lambda z: f(z) * norm.pdf(z, mean, math.sqrt(var))
+    kw = dict(epsabs=1e-13, epsrel=1e-13, limit=200)
+    return integrate.quad(p, -np.inf, 0, **kw)[0] + integrate.quad(p, 0, np.inf, **kw)[0]
+
+
+# --- the SELU map g ---------------------------------------------------------------------------
+def test_selu_matches_torch():
+    x = np.linspace(-5, 5, 101)
+    ref = torch.nn.functional.selu(torch.as_tensor(x)).numpy()
+    assert np.allclose(snn.selu(x), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("mu,nu,omega,tau", [(0.0, 1.0, 0.0, 1.0), (0.1, 1.5, 0.1, 1.1),
+                                             (-0.1, 0.8, -0.1, 0.95), (1.0, 16.0, 0.1, 1.25),
+                                             (0.05, 0.05, 0.1, 0.8)])
+def test_quadrature_map_matches_the_papers_closed_form(mu, nu, omega, tau):
+    quad = snn.mean_var_map("selu", mu, nu, omega, tau)
+    closed = snn.selu_mean_var_closed_form(mu, nu, omega, tau)
+    assert np.allclose(quad, closed, atol=1e-11)
+
+
+def test_identity_map_passes_moments_through():
+    m, v = snn.mean_var_map("identity", 0.5, 2.0, omega=0.4, tau=1.5)
+    assert (m, v) == pytest.approx((0.2, 3.0))
+
+
+def test_selu_parameters_solve_the_fixed_point_equations():
+    alpha, lam = snn.selu_parameters()
+    # the paper's closed form (its Eq. 14)
+    e = math.e
+    alpha14 = -math.sqrt(2 / math.pi) / (erfc(1 / math.sqrt(2)) * math.exp(0.5) - 1)
+    lam14 = ((1 - erfc(1 / math.sqrt(2)) * math.sqrt(e)) * math.sqrt(2 * math.pi)
+             * (2 * erfc(math.sqrt(2)) * e ** 2 + math.pi * erfc(1 / math.sqrt(2)) ** 2 * e
+                - 2 * (2 + math.pi) * erfc(1 / math.sqrt(2)) * math.sqrt(e) + math.pi + 2) ** -0.5)
+    assert alpha == pytest.approx(alpha14, abs=1e-10)
+    assert lam == pytest.approx(lam14, abs=1e-10)
+    assert (alpha, lam) == pytest.approx((snn.SELU_ALPHA, snn.SELU_LAMBDA), abs=1e-10)
+
+
+def test_selu_parameters_reject_a_non_positive_variance():
+    with pytest.raises(ValueError, match="nu == 0"):
+        snn.selu_parameters(0.0, 0)
+
+
+# --- Jacobian and iteration -------------------------------------------------------------------
+def test_jacobian_of_a_linear_map_is_its_matrix():
+    a = np.array([[0.5, -0.2], [0.1, 0.3]])
+    got = snn.jacobian(lambda m, v: tuple(a @ np.array([m, v])), 0.3, 1.2)
+    assert np.allclose(got, a)
+
+
+def test_jacobian_at_the_selu_fixed_point_matches_the_paper():
+    got = snn.jacobian(lambda m, v: snn.mean_var_map("selu", m, v), 0.0, 1.0)
+    assert np.allclose(got, [[0.0, 0.088834], [0.0, 0.782648]], atol=1e-6)  # paper's Eq. 6
+
+
+def test_jacobian_broadcasts_over_points():
+    mu, nu = np.meshgrid([-0.1, 0.0, 0.1], [0.8, 1.0])
+    got = snn.jacobian(lambda m, v: (m * v, m + v ** 2), mu, nu)
+    assert got.shape == (2, 3, 2, 2)
+    assert np.allclose(got[..., 0, 0], nu) and np.allclose(got[..., 1, 1], 2 * nu)
+
+
+def test_jacobian_rejects_a_bad_step():
+    with pytest.raises(ValueError, match="h == 0"):
+        snn.jacobian(lambda m, v: (m, v), 0.0, 1.0, h=0)
+
+
+def test_iterate_map_shape_and_convergence():
+    path = snn.iterate_map(lambda m, v: (0.5 * m, 1 + 0.5 * (v - 1)), [0.4, -0.2], 3.0, 60)
+    assert path.shape == (61, 2, 2)
+    assert np.allclose(path[0], [[0.4, -0.2], [3.0, 3.0]])
+    assert np.allclose(path[-1], [[0, 0], [1, 1]])
+
+
+def test_iterate_map_rejects_negative_steps():
+    with pytest.raises(ValueError, match="steps == -1"):
+        snn.iterate_map(lambda m, v: (m, v), 0.0, 1.0, -1)
+
+
+# --- statistics of a real network -------------------------------------------------------------
+def test_activation_statistics_match_a_direct_computation():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3), nn.ReLU())
+    x = torch.randn(50, 5)
+    stats = snn.activation_statistics(net, x)
+    h1 = net[1](net[0](x)).double()
+    h2 = net[3](net[2](h1.float())).double()
+    assert list(stats.layer) == [1, 2]
+    assert stats["mean"].tolist() == pytest.approx([h1.mean().item(), h2.mean().item()])
+    assert stats["var"].tolist() == pytest.approx([h1.var(unbiased=False).item(),
+                                                   h2.var(unbiased=False).item()])
+    assert stats["unit_var"][0] == pytest.approx(h1.var(0, unbiased=False).mean().item())
+    assert not net[1]._forward_hooks and not net[3]._forward_hooks
+
+
+def test_activation_statistics_in_training_mode_leave_the_model_alone():
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU())
+    net.train()
+    x = torch.randn(64, 4) * 3 + 2
+    stats = snn.activation_statistics(net, x, training=True)
+    # batch statistics: the pre-activations are standardized, so the ReLU mean is 1/sqrt(2 pi)
+    assert stats["mean"][0] == pytest.approx(1 / math.sqrt(2 * math.pi), abs=0.15)
+    assert torch.equal(net[1].running_mean, torch.zeros(6)) and net.training
+
+
+def test_activation_statistics_need_an_activation_module():
+    with pytest.raises(ValueError, match="has no module of types"):
+        snn.activation_statistics(nn.Sequential(nn.Linear(2, 2)), torch.randn(3, 2))
+
+
+@pytest.mark.parametrize("residual, accepted", [(1e-15, True), (1e-6, False)])
+def test_selu_parameters_judge_a_stalled_solver_by_its_residual(monkeypatch, residual, accepted):
+    from types import SimpleNamespace
+    stalled = SimpleNamespace(success=False, x=np.array([1.67, 1.05]), fun=np.array([residual, 0.0]),
+                              message="xtol is too small, no further improvement")
+    monkeypatch.setattr(snn.optimize, "root", lambda *a, **k: stalled)
+    if accepted:
+        assert snn.selu_parameters() == (1.67, 1.05)
+    else:
+        with pytest.raises(RuntimeError, match="no further improvement"):
+            snn.selu_parameters()
