@@ -39,6 +39,7 @@ def run(cmd: str, cwd: Path, check=True) -> tuple[float, str]:
     start = time.time()
     proc = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True)
     seconds = time.time() - start
+    print(f"  {seconds:7.1f} s  {cmd}", flush=True)
     if check and proc.returncode != 0:
         sys.exit(f"`{cmd}` failed in {cwd} (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return round(seconds, 1), proc.stdout + proc.stderr
@@ -59,7 +60,9 @@ def synthesize(clone: Path, n: int) -> list[dict]:
     for i, row in enumerate(spare[:n - len(real)]):
         source = real[i % len(real)]
         path = f"notebooks/{source['theme']}/{row['slug']}.ipynb"
-        shutil.copy(clone / source["notebook"], clone / path)
+        nb = nbformat.read(clone / source["notebook"], as_version=4)
+        nb.cells[0].source = nb.cells[0].source.replace(source["link"], row["link"])  # as `repro check` wants
+        nbformat.write(nb, clone / path)
         row.update(notebook=path, theme=source["theme"], status=source["status"])
         part_of[source["notebook"].removesuffix(".ipynb")]["chapters"].append(
             {"file": path.removesuffix(".ipynb")})

@@ -65,8 +65,12 @@ def test_relu_vertex_grows_by_nu_per_layer():
     np.testing.assert_allclose(V / K ** 2, 2.0 * np.arange(4), atol=1e-9)
 
 
-def test_four_point_vertex_of_a_single_layer_path():
+def test_four_point_vertex_starts_at_zero_and_its_first_step_matches_quadrature():
     assert crit.four_point_vertex("tanh", [0.5]).tolist() == [0.0]
+    # V^(2) = C_W^2 Var[sigma(z)^2] for z ~ N(0, K^(1)): the first layer's variance of sigma^2
+    V = crit.four_point_vertex("tanh", [0.5, 0.9], C_W=1.3)
+    var = quad(lambda z: np.tanh(z) ** 4, 0.5) - quad(lambda z: np.tanh(z) ** 2, 0.5) ** 2
+    assert V[0] == 0.0 and V[1] == pytest.approx(1.3 ** 2 * var, rel=1e-9)
 
 
 def test_kernel_correction_vanishes_for_relu_and_is_negative_for_tanh():
@@ -79,7 +83,9 @@ def test_scale_invariant_nu_and_kurtosis():
     assert crit.scale_invariant_nu(1.0, 0.0) == pytest.approx(5.0)
     assert crit.scale_invariant_nu(1.0, 1.0) == pytest.approx(2.0)
     assert crit.scale_invariant_kurtosis(10, 1) == pytest.approx(3.0)
-    assert crit.scale_invariant_kurtosis(10, 3) == pytest.approx(3 * 1.5 ** 2)
+    # at large width it is the book's first-order result 3 + 3 nu (l - 1) / n
+    n = 1e5
+    assert (crit.scale_invariant_kurtosis(n, 3) - 3) * n == pytest.approx(3 * 5.0 * 2, rel=1e-3)
 
 
 # --- Monte Carlo ---------------------------------------------------------------------------------

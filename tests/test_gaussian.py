@@ -43,9 +43,11 @@ def test_expectation_matches_adaptive_quadrature(name, f):
 
 
 def test_expectation_broadcasts_over_means_and_variances():
-    out = gaussian.gaussian_expectation("selu", np.zeros((3, 1)), np.linspace(0.5, 2, 4))
+    means, variances = np.array([[-0.5], [0.0], [1.0]]), np.linspace(0.5, 2, 4)
+    out = gaussian.gaussian_expectation("selu", means, variances)
     assert out.shape == (3, 4)
-    assert np.allclose(out, out[0])
+    ref = [[quad_expectation(selu, m, v) for v in variances] for m in means[:, 0]]
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
 
 
 def test_expectation_rejects_bad_input():

@@ -1,12 +1,11 @@
 """The library's layers (DESIGN.md): core imports no theme; a theme imports core only; nothing but the
 harness imports the harness; every theme package is named after a folder of notebooks/."""
-import ast
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from repro.harness import catalog
+from repro.harness import catalog, stamps
 
 LIB = ROOT / "lib" / "repro"
 THEMES = {path.name for path in LIB.iterdir() if path.is_dir() and (path / "__init__.py").exists()} \
@@ -33,22 +32,10 @@ def violation(source: str, target: str) -> str | None:
 
 
 def imports(path: Path) -> set[str]:
-    """The repro modules imported by one file, relative imports resolved."""
+    """The repro modules imported by one file, read by the harness's own import-graph reader."""
     module = "repro." + ".".join(path.relative_to(LIB).with_suffix("").parts)
     package = module.removesuffix(".__init__") if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "repro"}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
-                name = ".".join(base + ([node.module] if node.module else []))
-            else:
-                name = node.module or ""
-            if name.split(".")[0] == "repro":
-                found |= {name} | {f"{name}.{a.name}" for a in node.names}
-    return found
+    return stamps.imported_modules(path.read_text(), package)
 
 
 EDGES = [(path.relative_to(LIB).as_posix(), target) for path in sorted(LIB.rglob("*.py"))

@@ -16,12 +16,15 @@ def test_fit_learns_a_separable_problem():
     assert train.accuracy(model, x, y) > 0.95
 
 
-def test_callback_values_are_recorded():
-    model = torch.nn.Linear(1, 1)
-    history = train.fit(model, lambda m, b: m(torch.ones(1, 1)).pow(2).sum(),
-                        torch.optim.SGD(model.parameters(), 0.1), steps=3,
-                        callback=lambda step, m: {"w": m.weight.item()})
-    assert list(history.columns) == ["step", "loss", "w"] and len(history) == 3
+def test_callback_values_are_recorded_after_their_step():
+    model = torch.nn.Linear(1, 1, bias=False)
+    w0 = model.weight.item()
+    history = train.fit(model, lambda m, b: m.weight.pow(2).sum(), torch.optim.SGD(model.parameters(), 0.1),
+                        steps=5, record_every=2, callback=lambda step, m: {"w": m.weight.item()})
+    # gradient descent on w^2 with lr 0.1 multiplies w by 0.8 a step; the loss is the one the step took
+    assert list(history.columns) == ["step", "loss", "w"] and history.step.tolist() == [2, 4, 5]
+    assert history.w.tolist() == pytest.approx([w0 * 0.8 ** k for k in (2, 4, 5)], rel=1e-5)
+    assert history.loss.tolist() == pytest.approx([w0 ** 2 * 0.64 ** (k - 1) for k in (2, 4, 5)], rel=1e-5)
 
 
 def test_fit_errors():

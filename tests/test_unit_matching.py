@@ -2,11 +2,13 @@
 matching against brute force, semi-matching, a permuted copy of a network matched exactly, sparse
 prediction against least squares, and the argument checks."""
 import itertools
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from repro.representation_learning import unit_matching
 from repro.representation_learning.unit_matching import (bipartite_matching, correlation, semi_matching, sparse_prediction,
                              unexplained_variance, unit_activations, zscore)
@@ -158,8 +160,10 @@ def test_bad_sparse_arguments_raise(rng):
         sparse_prediction(a, b[:10], alpha=0.1)
 
 
-def test_every_public_function_points_to_its_notebook():
-    for name in ("unit_activations", "zscore", "correlation", "bipartite_matching",
-                 "semi_matching", "sparse_prediction", "unexplained_variance"):
-        assert "Introduced in: notebooks/representation-learning/convergent-learning.ipynb" in \
-            getattr(unit_matching, name).__doc__
+def test_every_public_name_points_to_a_notebook_that_exists():
+    public = [obj for name, obj in vars(unit_matching).items() if not name.startswith("_")
+              and callable(obj) and getattr(obj, "__module__", None) == unit_matching.__name__]
+    assert len(public) >= 8
+    for obj in public:
+        match = re.search(r"Introduced in: (notebooks/\S+\.ipynb)", obj.__doc__ or "")
+        assert match and (ROOT / match.group(1)).is_file(), obj.__name__

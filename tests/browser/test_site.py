@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from bs4 import BeautifulSoup
 from playwright.sync_api import sync_playwright
 
 from repro.harness import book, catalog, checkout
@@ -96,15 +97,20 @@ def test_scorecard(browser):
     assert not broken_internal_links(page, browser)
 
 
-@pytest.mark.parametrize("paper", catalog.with_notebooks(), ids=lambda p: p.slug)
-def test_paper_page(browser, paper):
+def one_per_theme():
+    """A paper page of every theme: what the browser opens (every page is read as HTML below)."""
+    first = {}
+    for paper in catalog.with_notebooks():
+        first.setdefault(paper.theme, paper)
+    return list(first.values())
+
+
+@pytest.mark.parametrize("paper", one_per_theme(), ids=lambda p: p.theme)
+def test_paper_page_in_the_browser(browser, paper):
     page, failed = open_page(browser, paper.notebook.replace(".ipynb", ".html"))
-    figures = page.locator("img").count()
-    assert figures >= 2, "a paper page shows its figures"
+    assert page.locator("img").count() >= 2, "a paper page shows its figures"
     assert not broken_images(page, browser), "every figure loads"
-    claims = page.locator("table.repro-claims")
-    assert claims.count() == 1 and claims.locator("tbody tr").count() >= 2
-    assert claims.locator("td.measured").count() == claims.locator("tbody tr").count()
+    assert page.locator("table.repro-claims tbody tr").count() >= 2
     badge = page.eval_on_selector("img[alt='Open In Colab']", "e => e.src")
     assert local(badge, browser), f"the Colab badge {badge} is served by the site itself"
     assert not broken_internal_links(page, browser)
@@ -112,3 +118,19 @@ def test_paper_page(browser, paper):
     # math is typeset by the MathJax copy served from the site itself (no CDN, works offline)
     page.wait_for_function("() => document.querySelector('.math') === null"
                            " || document.querySelector('mjx-container') !== null", timeout=15000)
+
+
+@pytest.mark.parametrize("paper", catalog.with_notebooks(), ids=lambda p: p.slug)
+def test_every_paper_page_has_its_figures_claims_and_links(paper):
+    """The built HTML of every paper page, read without a browser (fast at hundreds of pages)."""
+    path = HTML / paper.notebook.replace(".ipynb", ".html")
+    soup = BeautifulSoup(path.read_text(), "html.parser")
+    images = [img["src"] for img in soup.find_all("img") if not img["src"].startswith("data:")]
+    assert len(soup.find_all("img")) >= 2, "a paper page shows its figures"
+    assert all((path.parent / src).resolve().is_file() for src in images if "://" not in src), images
+    rows = soup.select("table.repro-claims tbody tr")
+    assert len(rows) >= 2 and len(soup.select("table.repro-claims td.measured")) == len(rows)
+    links = [a["href"].split("#")[0] for a in soup.find_all("a", href=True)]
+    missing = [h for h in links if h and "://" not in h and not h.startswith("mailto:")
+               and not (path.parent / h).resolve().exists()]
+    assert not missing, f"internal links that lead nowhere: {missing}"

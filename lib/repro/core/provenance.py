@@ -31,7 +31,8 @@ def git_commit(root: Path = ROOT) -> str | None:
 
 
 def package_versions(names=PACKAGES) -> dict:
-    versions = {"python": platform.python_version()}
+    """{name: installed version, or None} for the distributions `names`."""
+    versions = {}
     for name in names:
         try:
             versions[name] = metadata.version(name)
@@ -62,7 +63,7 @@ def collect(cfg) -> dict:
     return {
         "commit": git_commit(),
         "lib_version": __version__,
-        "packages": package_versions(),
+        "packages": {"python": platform.python_version(), **package_versions()},
         "device": device_name(cfg.device),
         "preset": cfg.preset,
         "seed": cfg.seed,

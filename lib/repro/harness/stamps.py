@@ -11,11 +11,11 @@ import ast
 import hashlib
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 
 import repro
 
+from ..core.provenance import package_versions
 from . import contract
 
 LIB = Path(repro.__file__).resolve().parent          # the package whose modules are stamped
@@ -87,22 +87,12 @@ def dependencies(sources, lib: Path = LIB) -> list[str]:
     return sorted(module_file(n, lib).relative_to(lib.parent).as_posix() for n in seen)
 
 
-def package_versions(names=NUMERIC_PACKAGES) -> dict:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def current(nb, lib: Path = LIB) -> dict:
     """What the notebook's outputs would depend on if it ran now."""
     files = dependencies([c.source for c in contract.code_cells(nb)], lib)
     return {"code": code_hash(nb), "parameters": contract.parameters(nb),
             "modules": {f: digest((lib.parent / f).read_bytes()) for f in files},
-            "packages": package_versions()}
+            "packages": package_versions(NUMERIC_PACKAGES)}
 
 
 def stamp(nb, *, seconds: float | None = None, preset: str = "smoke", seed: int = 0) -> dict:
