@@ -46,6 +46,7 @@ def cell(nb, tag=None, index=None):
     (lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace("**The claim.**", "")), "The claim"),
     (lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace(contract.BADGE, "x.svg")), "badge image"),
     (lambda nb: setattr(cell(nb, index=0), "source", "import repro"), "install cell"),
+    (lambda nb: cell(nb, index=0).metadata.update(tags=[]), "tagged remove-cell"),
     (lambda nb: setattr(cell(nb, "parameters"), "source", "preset = 'smoke'\nseed = 0\ndevice = get()"),
      "not a literal"),
     (lambda nb: setattr(cell(nb, "parameters"), "source",
@@ -109,3 +110,13 @@ def test_stored_claims_come_from_the_metadata(tiny):
     assert contract.stored_claims(tiny) == [{"statement": "a", "expected": True, "holds": True}]
     cell(tiny, "claims").outputs = [nbformat.v4.new_output("stream", text="1 a holds")]
     assert contract.stored_claims(tiny) is None
+
+
+def test_papermill_reads_every_parameter_of_every_notebook():
+    from papermill.translators import PythonTranslator
+
+    notebooks = [nbformat.read(p.notebook_path, as_version=4) for p in catalog.with_notebooks()]
+    notebooks.append(scaffold.scaffold(catalog.find(108), "key"))
+    for nb in notebooks:
+        cell = contract.parameters_cell(nb)
+        assert {p.name for p in PythonTranslator.inspect(cell)} == set(contract.parameters(nb)), cell.source

@@ -11,7 +11,6 @@ from dataclasses import dataclass, fields
 from typing import Callable
 
 import torch
-from torch import nn
 
 from ..core.validation import check_choice, check_int
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ast
 import operator
+from pathlib import Path
+
+import nbformat
 
 from ..core.claims import METADATA_KEY
 from .catalog import Paper
@@ -29,6 +32,7 @@ except ImportError:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec], check=True)
     importlib.invalidate_caches()
     import repro'''
+INSTALL_TAGS = ["remove-cell"]  # the site does not show it: it does nothing there
 BADGE = "book/images/colab-badge.svg"  # served with the site, so the badge shows offline too
 REQUIRED_PARAMETERS = {"preset": "smoke", "seed": 0, "device": "auto", "overrides": {}}
 CLAIMS_TAGS = ("claims", "nbval-check-output")
@@ -41,6 +45,12 @@ def colab_url(path: str) -> str:
 
 def notebook_path(paper: Paper) -> str:
     return f"notebooks/{paper.theme}/{paper.slug}.ipynb"
+
+
+def read(path):
+    """A notebook, read without validating it against nbformat's schema, which costs more than
+    everything else the book does with it (`repro check` reads with validation)."""
+    return nbformat.v4.reads(Path(path).read_text())
 
 
 def code_cells(nb) -> list:
@@ -182,9 +192,9 @@ def contract_problems(nb, paper: Paper | None = None) -> list[str]:
     cells = nb.cells
     problems = _header_problems(cells, paper)
     code = code_cells(nb)
-    if not code or code[0].source != INSTALL_CELL:
+    if not code or code[0].source != INSTALL_CELL or code[0].metadata.get("tags") != INSTALL_TAGS:
         problems.append("install: the first code cell must be the install cell, exactly as "
-                        "repro.harness.contract.INSTALL_CELL (`repro new` writes it)")
+                        "repro.harness.contract.INSTALL_CELL, tagged remove-cell (`repro new` writes it)")
     try:
         params = parameters(nb)
         for name, default in REQUIRED_PARAMETERS.items():

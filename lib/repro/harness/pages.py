@@ -12,8 +12,6 @@ import collections
 import shutil
 from pathlib import Path
 
-import nbformat
-
 from ..core.claims import fmt
 from . import catalog, contract
 
@@ -79,8 +77,7 @@ def scorecard_page(claims_by_paper: dict) -> str:
 def pages(root: Path) -> dict:
     """{relative path: text} of the generated pages, for the checkout at `root`."""
     papers = catalog.papers(root / catalog.CATALOG)
-    claims = {p: contract.stored_claims(nbformat.read(root / p.notebook, as_version=4))
-              for p in papers if p.notebook}
+    claims = {p: contract.stored_claims(contract.read(root / p.notebook)) for p in papers if p.notebook}
     return {"book/catalog.md": catalog_page(papers), "book/scorecard.md": scorecard_page(claims)}
 
 

@@ -26,10 +26,11 @@ def scaffold(paper: Paper, bibkey: str):
               "**The claim.** TODO: what the paper says, in one paragraph of our own words.")
     cells = [
         md(header),
-        code(contract.INSTALL_CELL),
+        code(contract.INSTALL_CELL, metadata={"tags": contract.INSTALL_TAGS}),
         code('preset = "smoke"  # "smoke": CPU, under a minute; "full": one GPU, under 30 minutes\n'
              'seed = 0\ndevice = "auto"\n'
-             'overrides = {}  # any setting of the preset, e.g. {"steps": 300}', metadata={"tags": ["parameters"]}),
+             'overrides = {}  # any setting of the preset, e.g. {"steps": 300}; `repro run -p` sets them',
+             metadata={"tags": ["parameters"]}),
         code("PRESETS = {\n    \"smoke\": dict(),\n    \"full\": dict(),\n}\n"
              "cfg = repro.setup(preset, seed, device, presets=PRESETS, overrides=overrides)"),
         md("## Experiment\n\nTODO: one sentence on what this section tests."),

@@ -8,6 +8,7 @@ says which file or version changed.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import time
 import warnings
@@ -47,7 +48,7 @@ def module_file(name: str, lib: Path = LIB) -> Path | None:
     return None
 
 
-def imported_modules(source: str, package: str = "") -> set[str]:
+def imported_modules(source: str, package: str = "", lib: Path = LIB) -> set[str]:
     """The `repro` modules a source imports: `import repro.x`, `from repro import x` (x a module
     or a name of the package), relative imports resolved against `package`."""
     found = set()
@@ -65,14 +66,23 @@ def imported_modules(source: str, package: str = "") -> set[str]:
                 module = node.module or ""
             found.add(module)
             found |= {f"{module}.{alias.name}" for alias in node.names}
-    return {m for m in found if (m == "repro" or m.startswith("repro.")) and module_file(m)}
+    return {m for m in found if (m == "repro" or m.startswith("repro.")) and module_file(m, lib)}
 
 
-def dependencies(sources, lib: Path = LIB) -> list[str]:
-    """Every `repro` file that code made of `sources` runs on import, as paths relative to the
-    library's parent (repro/core/models.py, ...): the modules it imports, their packages'
-    __init__ files, and so on through the import graph."""
-    todo = set().union(*(imported_modules(s) for s in sources)) if sources else set()
+@functools.lru_cache(maxsize=None)
+def _module(path: Path, mtime_ns: int, size: int, package: str, lib: Path) -> tuple[frozenset, str]:
+    """(the modules a library file imports, its digest): read once while the file is unchanged,
+    which makes checking hundreds of notebooks cheap."""
+    data = path.read_bytes()
+    return frozenset(imported_modules(data.decode(), package, lib)), digest(data)
+
+
+def dependencies(sources, lib: Path = LIB) -> dict[str, str]:
+    """{file: digest} of every `repro` file that code made of `sources` runs on import, as paths
+    relative to the library's parent (repro/core/models.py, ...): the modules it imports, their
+    packages' __init__ files, and so on through the import graph."""
+    todo = set().union(*(imported_modules(s, lib=lib) for s in sources)) if sources else set()
+    files = {}
     seen = set()
     while todo:
         name = todo.pop()
@@ -83,16 +93,23 @@ def dependencies(sources, lib: Path = LIB) -> list[str]:
         todo |= {".".join(parts[:i]) for i in range(1, len(parts))}   # parent packages run first
         path = module_file(name, lib)
         package = name if path.name == "__init__.py" else ".".join(parts[:-1])
-        todo |= imported_modules(path.read_text(), package) - seen
-    return sorted(module_file(n, lib).relative_to(lib.parent).as_posix() for n in seen)
+        info = path.stat()
+        imports, files[path.relative_to(lib.parent).as_posix()] = _module(
+            path, info.st_mtime_ns, info.st_size, package, lib)
+        todo |= imports - seen
+    return dict(sorted(files.items()))
+
+
+@functools.lru_cache(maxsize=None)
+def numeric_versions() -> dict:
+    return package_versions(NUMERIC_PACKAGES)
 
 
 def current(nb, lib: Path = LIB) -> dict:
     """What the notebook's outputs would depend on if it ran now."""
-    files = dependencies([c.source for c in contract.code_cells(nb)], lib)
     return {"code": code_hash(nb), "parameters": contract.parameters(nb),
-            "modules": {f: digest((lib.parent / f).read_bytes()) for f in files},
-            "packages": package_versions(NUMERIC_PACKAGES)}
+            "modules": dependencies([c.source for c in contract.code_cells(nb)], lib),
+            "packages": numeric_versions()}
 
 
 def stamp(nb, *, seconds: float | None = None, preset: str = "smoke", seed: int = 0) -> dict:
