@@ -13,7 +13,7 @@ def executed(nb, claims=None):
     for i, cell in enumerate(contract.code_cells(nb)):
         cell.execution_count = i + 1
         cell.outputs = [nbformat.v4.new_output("stream", text="ok\n")]
-    claims = claims or [{"statement": "a", "expected": True, "holds": True}]
+    claims = claims or [{"statement": s, "kind": "paper", "expected": True, "verdict": "holds"} for s in "abc"]
     contract.claims_cell(nb).outputs = [nbformat.v4.new_output(
         "display_data", data={"text/plain": "table"}, metadata={METADATA_KEY: claims})]
     return nb
@@ -33,6 +33,8 @@ def test_scaffold_has_every_section_but_its_todos():
     nb = executed(scaffold.scaffold(paper, "salimans2016"))
     problems = contract.contract_problems(nb, paper)
     assert problems == ["header: still has TODO", "differences: still has TODO"]
+    other = catalog.find(87)
+    assert any(f"slug={other.slug!r}" in p for p in contract.contract_problems(nb, other))
     assert f"](../../{contract.BADGE})" in nb.cells[0].source
 
 
@@ -60,6 +62,9 @@ def cell(nb, tag=None, index=None):
         "draws=2", "draws=len('ab')")), "PRESETS must be written with literals"),
     (lambda nb: cell(nb, "claims").metadata.update(tags=["claims"]), "nbval-check-output"),
     (lambda nb: setattr(cell(nb, "claims"), "outputs", []), "no stored claims table"),
+    (lambda nb: executed(nb, claims_of(("paper", True, "holds"), ("sanity", True, "holds"))),
+     "1 paper or theory claim(s); a notebook needs at least 3"),
+    (lambda nb: executed(nb, [{"statement": "x", "expected": True, "verdict": "holds"}]), "without a kind"),
     (lambda nb: nb.cells.pop(), "differences"),
     (lambda nb: setattr(cell(nb, index=3), "execution_count", None), "no stored execution"),
 ])
@@ -88,17 +93,20 @@ def test_presets_reads_nested_literals():
                                               "eps": -1e-3, "pair": (1, 2), "ratio": 0.125, "big": 1024}}
 
 
-def claims_of(*pairs):
-    return [{"statement": str(i), "expected": e, "holds": h} for i, (e, h) in enumerate(pairs)]
+def claims_of(*triples):
+    return [{"statement": str(i), "kind": k, "expected": e, "verdict": v} for i, (k, e, v) in enumerate(triples)]
 
 
 @pytest.mark.parametrize("claims, status", [
-    (claims_of((True, True), (True, True)), "reproduced"),
-    (claims_of((True, True), (False, False)), "partly reproduced"),
-    (claims_of((False, False)), "not reproduced"),
-    (claims_of((True, True), (True, False)), "not reproduced"),
-    (claims_of((True, True), (False, True)), "partly reproduced"),
-    (claims_of((False, True)), "not reproduced"),
+    (claims_of(("paper", True, "holds"), ("theory", True, "holds")), "reproduced"),
+    (claims_of(("paper", True, "holds"), ("paper", False, "fails")), "partly reproduced"),
+    (claims_of(("paper", False, "fails")), "not reproduced"),
+    (claims_of(("paper", True, "holds"), ("theory", True, "fails")), "not reproduced"),
+    (claims_of(("paper", True, "holds"), ("paper", False, "holds")), "partly reproduced"),
+    (claims_of(("paper", True, "holds"), ("paper", True, "inconclusive")), "partly reproduced"),
+    (claims_of(("paper", False, "holds")), "not reproduced"),
+    (claims_of(("paper", True, "holds"), ("sanity", True, "fails"), ("ours", False, "fails")), "reproduced"),
+    (claims_of(("sanity", True, "holds")), None),
     ([], None),
     (None, None),
 ])
@@ -107,7 +115,7 @@ def test_status_from_claims(claims, status):
 
 
 def test_stored_claims_come_from_the_metadata(tiny):
-    assert contract.stored_claims(tiny) == [{"statement": "a", "expected": True, "holds": True}]
+    assert [c["statement"] for c in contract.stored_claims(tiny)] == ["a", "b", "c"]
     cell(tiny, "claims").outputs = [nbformat.v4.new_output("stream", text="1 a holds")]
     assert contract.stored_claims(tiny) is None
 

@@ -13,12 +13,20 @@ def test_catalog_page_lists_every_paper_by_theme():
     assert "{doc}`notebook </notebooks/normalization/weight-normalization>`" in page
 
 
-def test_scorecard_rows():
+def test_scorecard_rows_by_kind_with_seeds_and_sanity_apart():
     paper = catalog.find(108)
-    claims = {paper: [{"statement": "a | b", "source": "Sec. 2", "paper": None, "measured": 0.123456,
-                       "target": "< 1", "status": "holds"}]}
-    page = pages.scorecard_page(claims)
-    assert "a \\| b" in page and "0.1235" in page and "1 holds (1 papers)" in page
+    claims = {paper: [
+        {"statement": "a | b", "kind": "paper", "source": "Sec. 2", "paper": "0.12", "measured": 0.123456,
+         "target": "< 1", "status": "holds"},
+        {"statement": "an identity", "kind": "sanity", "source": "Eq. 4", "paper": None, "measured": 0.0,
+         "target": "< 1e-10", "status": "holds"},
+        {"statement": "a guess", "kind": "theory", "source": "Sec. 3", "paper": None, "measured": 2.0,
+         "target": "< 1", "status": "not reproduced"}]}
+    page = pages.scorecard_page(claims, {paper: {"a | b": (4, 5)}})
+    counted, sanity = page.split("## Sanity checks of our implementation")
+    assert "a \\| b" in counted and "| paper |" in counted and "0.123456" in counted and "| 4 of 5 |" in counted
+    assert "1 holds, 1 not reproduced (1 papers)" in counted
+    assert "an identity" in sanity and "an identity" not in counted and "1 holds (1 papers)" in sanity
 
 
 def test_the_scorecard_reads_the_committed_claims():

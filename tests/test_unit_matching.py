@@ -167,3 +167,22 @@ def test_every_public_name_points_to_a_notebook_that_exists():
     for obj in public:
         match = re.search(r"Introduced in: (notebooks/\S+\.ipynb)", obj.__doc__ or "")
         assert match and (ROOT / match.group(1)).is_file(), obj.__name__
+
+
+def test_a_diverged_sparse_fit_raises(monkeypatch):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((200, 6))
+    b = a[:, :2] @ rng.standard_normal((2, 3)) + 0.1 * rng.standard_normal((200, 3))
+    assert sparse_prediction(a, b, alpha=0.01).weights.shape == (3, 6)  # a converged fit passes
+
+    import sklearn.linear_model
+
+    class Exploding(sklearn.linear_model.Lasso):
+        def fit(self, x, y):
+            super().fit(x, y)
+            self.coef_ = self.coef_ * 1e25  # what one seed of the convergent-learning notebook got
+            return self
+
+    monkeypatch.setattr(sklearn.linear_model, "Lasso", Exploding)
+    with pytest.raises(FloatingPointError, match="the sparse fit diverged for 3 of 3 units"):
+        sparse_prediction(a, b, alpha=0.01)

@@ -2,15 +2,18 @@
 catalog, notebooks and TOC agree."""
 from __future__ import annotations
 
+import json
 import re
 
 import nbformat
 import yaml
 
+from ..core.claims import SWEEPS
 from . import catalog, checkout, contract, stamps
 
 TOC = "_toc.yml"
 BIB = "book/references.bib"
+MIN_SEEDS = 5  # a recorded sweep covers at least this many seeds
 
 
 def toc_files(toc_file=None) -> list[str]:
@@ -19,6 +22,25 @@ def toc_files(toc_file=None) -> list[str]:
     for part in toc.get("parts", []):
         files += [c["file"] for c in part.get("chapters", [])]
     return files
+
+
+def sweep_problems(root, paper, nb) -> list[str]:
+    """What is wrong with the notebook's recorded sweep: missing, too few seeds, or stale (the
+    notebook, a module it imports or a numeric package changed after it ran)."""
+    path = root / SWEEPS / f"{paper.slug}.json"
+    again = f"run `repro sweep {paper.slug} --seeds 0-{MIN_SEEDS - 1} --record`"
+    if not path.exists():
+        return [f"sweep: none recorded in {SWEEPS}; {again}"]
+    record = json.loads(path.read_text())
+    found = []
+    if len(record["seeds"]) < MIN_SEEDS:
+        found.append(f"sweep: {len(record['seeds'])} seed(s) recorded, at least {MIN_SEEDS} needed; {again}")
+    changed = stamps.changes(record["stamp"], stamps.current(nb, sweep=False), "the sweep")
+    if changed:
+        found.append(f"sweep: stale, {'; '.join(changed)} since it ran; {again}")
+    elif {c["statement"] for c in record["claims"]} != {c["statement"] for c in contract.stored_claims(nb) or []}:
+        found.append(f"sweep: its claims are not the notebook's stored ones; {again}")
+    return found
 
 
 def problems(root=None) -> list[tuple[str, str]]:
@@ -60,6 +82,7 @@ def problems(root=None) -> list[tuple[str, str]]:
         stale = stamps.staleness(nb)
         if stale:
             found.append((path, f"outputs: stale, {'; '.join(stale)}; run `repro refresh --stale`"))
+        found += [(path, what) for what in sweep_problems(root, paper, nb)]
         for key in re.findall(r"\{cite[:a-z]*\}`([^`]+)`", "".join(c.source for c in nb.cells if c.cell_type == "markdown")):
             for k in key.split(","):
                 if not re.search(r"@\w+\{" + re.escape(k.strip()) + ",", bib):

@@ -121,10 +121,15 @@ def print_outcome(outcome):
 @click.option("--scheduler", help="Address of a running dask scheduler to use instead.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the runs and the sweep summary [default: runs/].")
-def sweep(paper, seeds, preset, assignments, workers, scheduler, out):
+@click.option("--record", is_flag=True,
+              help="Keep the sweep in data/sweeps/<slug>.json: the notebook's table and the scorecard "
+                   "show its seed counts (smoke preset, no -p).")
+def sweep(paper, seeds, preset, assignments, workers, scheduler, out, record):
     """Run PAPER over several seeds in parallel on dask and summarise each claim."""
     if workers is not None and scheduler:
         fail("give --workers or --scheduler, not both")
+    if record and (assignments or preset not in (None, "smoke")):
+        fail("--record keeps a sweep of the notebook as committed: the smoke preset, without -p")
     if workers is not None and workers < 1:
         fail(f"--workers == {workers}, must be >= 1")
     try:
@@ -139,6 +144,10 @@ def sweep(paper, seeds, preset, assignments, workers, scheduler, out):
                               on_done=lambda o: click.echo(f"  {o.parameters.get('seed')}: exit {o.exit_code}"
                                                            + (f" ({o.error.splitlines()[0]})" if o.error else "")))
     click.echo(sweep_mod.format_summary(summary))
+    if record and summary["exit_code"] == EXIT_ERROR:
+        click.echo("not recorded: a seed raised", err=True)
+    elif record:
+        click.echo(f"recorded {sweep_mod.record(p, summary)}; `repro refresh {p.slug}` shows it in the table")
     sys.exit(summary["exit_code"])
 
 

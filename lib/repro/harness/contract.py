@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..core.claims import METADATA_KEY
+from ..core.claims import COUNTED, KINDS, METADATA_KEY
 from .catalog import Paper
 
 REPOSITORY = "reprobook/reprobook"
@@ -37,6 +37,7 @@ BADGE = "book/images/colab-badge.svg"  # served with the site, so the badge show
 REQUIRED_PARAMETERS = {"preset": "smoke", "seed": 0, "device": "auto", "overrides": {}}
 CLAIMS_TAGS = ("claims", "nbval-check-output")
 DIFFERENCES = "## What differs from the paper"
+MIN_COUNTED = 3  # paper and theory claims a notebook must have
 
 
 def colab_url(path: str) -> str:
@@ -136,6 +137,17 @@ def claims_cell(nb):
     return cells[0] if len(cells) == 1 else None
 
 
+def claims_slug(nb) -> str | None:
+    """The slug the claims cell gives repro.Claims(cfg, slug=...), whose recorded sweep it shows."""
+    cell = claims_cell(nb)
+    for node in ast.walk(ast.parse(cell.source)) if cell else ():
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "Claims":
+            for kw in node.keywords:
+                if kw.arg == "slug" and isinstance(kw.value, ast.Constant):
+                    return kw.value.value
+    return None
+
+
 def stored_claims(nb) -> list[dict] | None:
     """The claims of the stored outputs (from the claims table's metadata), or None."""
     cell = claims_cell(nb)
@@ -146,15 +158,19 @@ def stored_claims(nb) -> list[dict] | None:
 
 
 def status_from_claims(claims: list[dict] | None) -> str | None:
-    """The catalog status that a run's claims support."""
-    if not claims:
+    """The catalog status that a run's `paper` and `theory` claims support: reproduced when every
+    one holds as expected, not reproduced when none does (or one expected to hold fails), partly
+    reproduced in between. A claim recorded as not reproducing here counts as such even on a seed
+    where it happened to hold; an inconclusive one does not count as reproduced."""
+    counted = [c for c in claims or [] if c.get("kind") in COUNTED]
+    if not counted:
         return None
-    if any(c["expected"] and not c["holds"] for c in claims):
+    if any(c["expected"] and c["verdict"] == "fails" for c in counted):
         return "not reproduced"
-    # a claim recorded as not reproducing here counts as such even on a seed where it happened to hold
-    if any(not c["expected"] for c in claims):
-        return "partly reproduced" if any(c["expected"] for c in claims) else "not reproduced"
-    return "reproduced"
+    held = [c for c in counted if c["expected"] and c["verdict"] == "holds"]
+    if len(held) == len(counted):
+        return "reproduced"
+    return "partly reproduced" if held else "not reproduced"
 
 
 # --- the contract -----------------------------------------------------------------------------
@@ -173,7 +189,7 @@ def _header_problems(cells, paper) -> list[str]:
     return problems
 
 
-def _claims_problems(nb) -> list[str]:
+def _claims_problems(nb, paper=None) -> list[str]:
     cells = [c for c in code_cells(nb) if "claims" in c.metadata.get("tags", [])]
     if len(cells) != 1:
         return [f"claims: expected one code cell tagged 'claims', found {len(cells)}"]
@@ -182,8 +198,20 @@ def _claims_problems(nb) -> list[str]:
         problems.append("claims: the claims cell must call .report()")
     if "nbval-check-output" not in cell.metadata.get("tags", []):
         problems.append("claims: the claims cell must be tagged 'nbval-check-output'")
-    if stored_claims(nb) is None:
+    if paper is not None and claims_slug(nb) != paper.slug:
+        problems.append(f"claims: the claims cell must make repro.Claims(cfg, slug={paper.slug!r}), "
+                        "so that its table shows the recorded seeds")
+    claims = stored_claims(nb)
+    if claims is None:
         problems.append("outputs: the claims cell has no stored claims table")
+        return problems
+    unkinded = [c["statement"] for c in claims if c.get("kind") not in KINDS]
+    if unkinded:
+        problems.append(f"claims: without a kind ({', '.join(KINDS)}): {'; '.join(unkinded)}")
+    counted = [c for c in claims if c.get("kind") in COUNTED]
+    if len(counted) < MIN_COUNTED:
+        problems.append(f"claims: {len(counted)} paper or theory claim(s); a notebook needs at least "
+                        f"{MIN_COUNTED}")
     return problems
 
 
@@ -213,7 +241,7 @@ def contract_problems(nb, paper: Paper | None = None) -> list[str]:
         presets(nb)
     except (ValueError, SyntaxError) as err:
         problems.append(f"presets: {err}")
-    problems += _claims_problems(nb)
+    problems += _claims_problems(nb, paper)
     differences = [c for c in cells if c.cell_type == "markdown" and c.source.startswith(DIFFERENCES)]
     if not differences:
         problems.append(f"differences: no markdown cell starting with '{DIFFERENCES}'")

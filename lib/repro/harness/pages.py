@@ -12,7 +12,7 @@ import collections
 import shutil
 from pathlib import Path
 
-from ..core.claims import fmt
+from ..core.claims import KINDS, SWEEPS, fmt, sweep_seeds
 from . import catalog, contract
 
 GENERATED = ("book/catalog.md", "book/scorecard.md")
@@ -52,33 +52,46 @@ def catalog_page(papers) -> str:
     return "\n".join(lines)
 
 
-def scorecard_page(claims_by_paper: dict) -> str:
-    """One row per claim of every notebook: the paper's value, ours, and the verdict."""
+def scorecard_page(claims_by_paper: dict, seeds_by_paper: dict | None = None) -> str:
+    """One row per claim of every notebook, grouped by kind with the sanity checks apart: the
+    paper's value, ours, the verdict, and the seeds it held on in the recorded sweep."""
+    seeds_by_paper = seeds_by_paper or {}
     lines = ["# Scorecard", "",
              "Every claim of every reproduction, as its committed notebook stores it (the smoke "
-             "preset, seed 0, on a CPU). *Paper* is the paper's own number where it gives one; *ours* "
-             "is what the notebook measured; the claims and their sources are explained on each "
-             "paper's page.", ""]
-    total = collections.Counter()
-    rows = []
+             "preset, seed 0, on a CPU). *Paper* is the paper's own value as printed; *ours* is what "
+             "the notebook measured; *seeds* says on how many seeds of its recorded sweep the claim "
+             "held. A notebook's status counts its `paper` and `theory` claims; the sanity checks of "
+             "our own code are listed apart and count for nothing.", ""]
+    sections = {"counted": [], "sanity": []}
+    totals = {"counted": collections.Counter(), "sanity": collections.Counter()}
     for paper, claims in claims_by_paper.items():
-        for c in claims or []:
-            total[c["status"]] += 1
-            rows.append(f"| {doc_link(paper, paper.slug)} | {md_escape(c['statement'])} | "
-                        f"{md_escape(c['source'])} | {md_escape(fmt(c['paper']))} | "
-                        f"{md_escape(fmt(c['measured']))} | {md_escape(c['target'])} | {c['status']} |")
-    lines += [", ".join(f"{n} {s}" for s, n in sorted(total.items()))
-              + f" ({len(claims_by_paper)} papers).", "",
-              "| paper | claim | source | paper's value | ours | target | result |",
-              "| --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+        seeds = seeds_by_paper.get(paper, {})
+        for kind in KINDS:
+            for c in (c for c in claims or [] if c.get("kind") == kind):
+                section = "sanity" if kind == "sanity" else "counted"
+                totals[section][c["status"]] += 1
+                held = seeds.get(c["statement"])
+                sections[section].append(
+                    f"| {doc_link(paper, paper.slug)} | {kind} | {md_escape(c['statement'])} | "
+                    f"{md_escape(c['source'])} | {md_escape(fmt(c['paper']))} | {md_escape(fmt(c['measured']))} | "
+                    f"{md_escape(c['target'])} | {c['status']} | {f'{held[0]} of {held[1]}' if held else ''} |")
+    header = ["| paper | kind | claim | source | paper's value | ours | target | result | seeds |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for section, title in (("counted", "Paper and theory claims, and our own findings"),
+                           ("sanity", "Sanity checks of our implementation")):
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(totals[section].items()))
+        lines += [f"## {title}", "", f"{counts} ({len(claims_by_paper)} papers).", "",
+                  *header, *sections[section], ""]
     return "\n".join(lines)
 
 
 def pages(root: Path) -> dict:
     """{relative path: text} of the generated pages, for the checkout at `root`."""
     papers = catalog.papers(root / catalog.CATALOG)
-    claims = {p: contract.stored_claims(contract.read(root / p.notebook)) for p in papers if p.notebook}
-    return {"book/catalog.md": catalog_page(papers), "book/scorecard.md": scorecard_page(claims)}
+    with_notebooks = [p for p in papers if p.notebook]
+    claims = {p: contract.stored_claims(contract.read(root / p.notebook)) for p in with_notebooks}
+    seeds = {p: sweep_seeds(root / SWEEPS / f"{p.slug}.json") for p in with_notebooks}
+    return {"book/catalog.md": catalog_page(papers), "book/scorecard.md": scorecard_page(claims, seeds)}
 
 
 def write_if_changed(path: Path, text: str) -> bool:

@@ -36,8 +36,9 @@ def scaffold(paper: Paper, bibkey: str):
         md("## Experiment\n\nTODO: one sentence on what this section tests."),
         code("# TODO: the experiment"),
         md("## Claims\n\nEach claim is the paper's finding, with where the paper states it."),
-        code("claims = repro.Claims(cfg)\n# TODO: claims.close(...), claims.less(...), ...\nclaims.report()",
-             metadata={"tags": list(contract.CLAIMS_TAGS)}),
+        code(f'claims = repro.Claims(cfg, slug="{paper.slug}")\n'
+             '# TODO: claims.close(..., kind="paper", source="Sec. 3"), claims.rate(...), claims.less(...)\n'
+             "claims.report()", metadata={"tags": list(contract.CLAIMS_TAGS)}),
         md(f"{contract.DIFFERENCES}\n\nTODO: data, scale, model, steps; what going further would take."),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)

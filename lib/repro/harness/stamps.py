@@ -16,8 +16,9 @@ from pathlib import Path
 
 import repro
 
+from ..core.claims import SWEEPS
 from ..core.provenance import package_versions
-from . import contract
+from . import checkout, contract
 
 LIB = Path(repro.__file__).resolve().parent          # the package whose modules are stamped
 NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn")
@@ -105,11 +106,20 @@ def numeric_versions() -> dict:
     return package_versions(NUMERIC_PACKAGES)
 
 
-def current(nb, lib: Path = LIB) -> dict:
-    """What the notebook's outputs would depend on if it ran now."""
-    return {"code": code_hash(nb), "parameters": contract.parameters(nb),
-            "modules": dependencies([c.source for c in contract.code_cells(nb)], lib),
-            "packages": numeric_versions()}
+def sweep_digest(nb) -> str | None:
+    """The digest of the sweep recorded for the notebook (its claims table shows the seed counts),
+    or None when it names no slug or has no record."""
+    slug = contract.claims_slug(nb)
+    path = checkout.root() / SWEEPS / f"{slug}.json" if slug else None
+    return digest(path.read_bytes()) if path and path.is_file() else None
+
+
+def current(nb, lib: Path = LIB, sweep: bool = True) -> dict:
+    """What the notebook's outputs would depend on if it ran now (with `sweep`, its recorded sweep)."""
+    now = {"code": code_hash(nb), "parameters": contract.parameters(nb),
+           "modules": dependencies([c.source for c in contract.code_cells(nb)], lib),
+           "packages": numeric_versions()}
+    return {**now, "sweep": sweep_digest(nb)} if sweep else now
 
 
 def stamp(nb, *, seconds: float | None = None, preset: str = "smoke", seed: int = 0) -> dict:
@@ -120,21 +130,27 @@ def stamp(nb, *, seconds: float | None = None, preset: str = "smoke", seed: int 
     return record
 
 
+def changes(then: dict, now: dict, what: str = "its outputs") -> list[str]:
+    """What differs between two stamps, in words (empty: nothing)."""
+    reasons = []
+    if then.get("code") != now["code"]:
+        reasons.append("its code cells changed")
+    if then.get("parameters") != now["parameters"]:
+        reasons.append("its parameters changed")
+    old, new = then.get("modules", {}), now["modules"]
+    reasons += [f"lib/{f} changed" for f in sorted(set(old) & set(new)) if old[f] != new[f]]
+    reasons += [f"it now also depends on lib/{f}" for f in sorted(set(new) - set(old))]
+    reasons += [f"it no longer depends on lib/{f}" for f in sorted(set(old) - set(new))]
+    reasons += [f"{name} is {version}, {what} came from {then.get('packages', {}).get(name)}"
+                for name, version in now["packages"].items() if then.get("packages", {}).get(name) != version]
+    if "sweep" in now and then.get("sweep") != now["sweep"]:
+        reasons.append("its recorded sweep changed")
+    return reasons
+
+
 def staleness(nb, lib: Path = LIB) -> list[str]:
     """Why the stored outputs no longer follow from the notebook and the library (empty: fresh)."""
     record = nb.metadata.get(KEY)
     if not record or "modules" not in record:
         return ["no stamp: its outputs were not produced by `repro refresh`"]
-    now = current(nb, lib)
-    reasons = []
-    if record.get("code") != now["code"]:
-        reasons.append("its code cells changed")
-    if record.get("parameters") != now["parameters"]:
-        reasons.append("its parameters changed")
-    old, new = record["modules"], now["modules"]
-    reasons += [f"lib/{f} changed" for f in sorted(set(old) & set(new)) if old[f] != new[f]]
-    reasons += [f"it now also depends on lib/{f}" for f in sorted(set(new) - set(old))]
-    reasons += [f"it no longer depends on lib/{f}" for f in sorted(set(old) - set(new))]
-    reasons += [f"{name} is {version}, its outputs came from {record['packages'].get(name)}"
-                for name, version in now["packages"].items() if record["packages"].get(name) != version]
-    return reasons
+    return changes(record, current(nb, lib))

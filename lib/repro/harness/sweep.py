@@ -6,8 +6,9 @@ import re
 import statistics
 from pathlib import Path
 
-from ..core.claims import fmt
+from ..core.claims import SWEEPS, fmt
 from ..core.provenance import write_json_atomic
+from . import checkout, contract, stamps
 from .execute import EXIT_CLAIMS, EXIT_ERROR, EXIT_OK, run_many
 
 
@@ -42,16 +43,18 @@ def _numbers(measured, prefix=""):
     return {}
 
 
-def summarise(results: list[dict]) -> list[dict]:
-    """Per claim (matched by statement, in order): seeds where it held, mean and spread of values."""
+def summarise(results: dict) -> list[dict]:
+    """Per claim of {seed: results} (matched by statement, in order): its verdict on every seed, the
+    seeds where it held, and the mean and spread of each measured value."""
     claims = {}
-    for run in results:
+    for seed, run in sorted(results.items()):
         for c in run.get("claims", []):
-            entry = claims.setdefault(c["statement"], {"statement": c["statement"], "source": c["source"],
-                                                       "expected": c["expected"], "held": 0, "runs": 0,
-                                                       "values": {}})
-            entry["runs"] += 1
-            entry["held"] += bool(c["holds"])
+            entry = claims.setdefault(c["statement"], {
+                "statement": c["statement"], "kind": c["kind"], "source": c["source"],
+                "expected": c["expected"], "verdicts": {}, "held": [], "values": {}})
+            entry["verdicts"][str(seed)] = c["verdict"]
+            if c["verdict"] == "holds":
+                entry["held"].append(seed)
             for name, value in _numbers(c["measured"]).items():
                 entry["values"].setdefault(name, []).append(value)
     for entry in claims.values():
@@ -67,8 +70,8 @@ def sweep(paper, seeds, parameters, out_dir: Path, *, workers=None, scheduler=No
     jobs = [(paper, out_dir, {**parameters, "seed": s}, f"{paper.slug}-seed{s}") for s in seeds]
     outcomes = sorted(run_many(jobs, workers=workers, scheduler=scheduler, on_done=on_done),
                       key=lambda o: o.parameters["seed"])
-    results = [json.loads(Path(o.results).read_text()) for o in outcomes
-               if o.results and Path(o.results).exists()]
+    results = {o.parameters["seed"]: json.loads(Path(o.results).read_text()) for o in outcomes
+               if o.results and Path(o.results).exists()}
     errors = {o.parameters["seed"]: o.error for o in outcomes if o.exit_code == EXIT_ERROR}
     codes = [o.exit_code for o in outcomes]
     summary = {"paper": paper.slug, "seeds": seeds, "parameters": parameters,
@@ -79,11 +82,25 @@ def sweep(paper, seeds, parameters, out_dir: Path, *, workers=None, scheduler=No
     return summary
 
 
+def record(paper, summary: dict) -> Path:
+    """Keep a sweep of the committed notebook (smoke, no other parameters) in data/sweeps/<slug>.json,
+    with the stamp of what it ran: the table shows its seed counts, `repro check` when it is stale."""
+    nb = contract.read(paper.notebook_path)
+    path = checkout.root() / SWEEPS / f"{paper.slug}.json"
+    write_json_atomic(path, {"paper": paper.slug, "seeds": summary["seeds"], "preset": "smoke",
+                             "stamp": stamps.current(nb, sweep=False), "exit_codes": summary["exit_codes"],
+                             "claims": summary["claims"]})
+    return path
+
+
 def format_summary(summary: dict) -> str:
     lines = [f"{summary['paper']}: {len(summary['seeds'])} seeds"]
     for c in summary["claims"]:
         tag = "" if c["expected"] else " (expected not to reproduce)"
-        lines.append(f"  held {c['held']}/{c['runs']}{tag}: {c['statement']}  [{c['source']}]")
+        others = {v: [s for s, w in c["verdicts"].items() if w == v] for v in ("fails", "inconclusive")}
+        detail = "".join(f"; {v} on seeds {', '.join(s)}" for v, s in others.items() if s)
+        lines.append(f"  held {len(c['held'])}/{len(c['verdicts'])}{tag}: {c['statement']}  "
+                     f"[{c['kind']}, {c['source']}]{detail}")
         for name, s in c["values"].items():
             lines.append(f"      {name}: mean {fmt(s['mean'])}, std {fmt(s['std'])}, "
                          f"range [{fmt(s['min'])}, {fmt(s['max'])}]")

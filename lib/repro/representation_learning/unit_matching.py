@@ -141,8 +141,17 @@ def sparse_prediction(a, b, alpha: float, max_iter: int = 5000) -> SparseMap:
     # separable over the units of b; with many more samples than units, coordinate descent on the
     # precomputed Gram matrix a'a costs O(units^2) per sweep instead of O(samples * units)
     model = Lasso(alpha=alpha, max_iter=max_iter, tol=1e-4, precompute=len(a) > a.shape[1]).fit(a, b)
-    weights = np.atleast_2d(model.coef_).reshape(b.shape[1], a.shape[1])
-    return SparseMap(weights, np.atleast_1d(model.intercept_).astype(np.float64))
+    fit = SparseMap(np.atleast_2d(model.coef_).reshape(b.shape[1], a.shape[1]),
+                    np.atleast_1d(model.intercept_).astype(np.float64))
+    # Coordinate descent starts at w = 0, where the objective is var(b) / 2, and never increases it:
+    # a fit that ends above that has diverged (it did once, with errors of 1e25), and is no result.
+    objective = ((b - fit.predict(a)) ** 2).mean(0) / 2 + alpha * np.abs(fit.weights).sum(1)
+    diverged = ~(objective <= b.var(0) / 2 * (1 + 1e-6) + 1e-12)
+    if diverged.any():
+        raise FloatingPointError(f"the sparse fit diverged for {diverged.sum()} of {b.shape[1]} units "
+                                 f"(objective up to {np.nanmax(objective):.3g}, at w = 0 "
+                                 f"{b.var(0).max() / 2:.3g})")
+    return fit
 
 
 def unexplained_variance(b, b_hat) -> np.ndarray:
