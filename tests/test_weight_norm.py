@@ -62,7 +62,7 @@ def test_weight_norm_conv_matches_torch(dims):
 
 def test_weight_has_norm_g_and_starts_as_paper_init():
     layer = WeightNormLinear(400, 300)
-    assert abs(layer.v.std().item() - 0.05) < 0.002  # v ~ N(0, 0.05^2), Sec. 2.2
+    assert abs(layer.v.std().item() - 0.05) < 0.002  # v ~ N(0, 0.05^2), Sec. 3
     with torch.no_grad():
         layer.g.uniform_(0.1, 3.0)
     torch.testing.assert_close(layer.weight.norm(dim=1), layer.g.detach())
@@ -113,7 +113,7 @@ def test_gradient_is_orthogonal_to_v_and_sgd_grows_the_norm_of_v():
     assert (after > before).all()
 
 
-# --- data-dependent initialization (Sec. 2.2) ---------------------------------------------------
+# --- data-dependent initialization (Sec. 3, Eq. 5-6) --------------------------------------------
 def test_layer_data_dependent_init_standardizes_and_uses_the_papers_formula():
     layer = WeightNormLinear(5, 8).double()
     x = torch.randn(64, 5, dtype=torch.float64) * 3 + 1
@@ -216,7 +216,7 @@ def test_copy_weights_rejects_mismatched_nets():
         copy_weights(wn.mlp(5, 2, width=8), wn.mlp(5, 2, width=9))
 
 
-# --- mean-only batch normalization (Sec. 2.3) ---------------------------------------------------
+# --- mean-only batch normalization (Sec. 4, Eq. 7-8) --------------------------------------------
 def test_mean_only_batch_norm_centres_and_keeps_running_mean_like_torch():
     mo, bn = MeanOnlyBatchNorm(4), nn.BatchNorm1d(4)
     with torch.no_grad():
