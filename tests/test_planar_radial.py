@@ -169,3 +169,57 @@ def test_bad_arguments_are_rejected_with_their_value():
         planar_radial.free_energy(planar_radial.make_flow("planar", 1), potentials.potential("U1"), 8, beta=2)
     with pytest.raises(ValueError, match=r"z has shape \(5, 3\), must be \(N, 2\)"):
         planar_radial.make_flow("planar", 1).log_prob(torch.zeros(5, 3))
+
+
+def test_planar_layers_with_a_zero_u_hat_are_the_identity():
+    torch.manual_seed(4)
+    w, u, b = torch.randn(3, 5, 2), torch.randn(3, 5, 2), torch.randn(3, 5)
+    z = torch.randn(3, 7, 2)
+    mask = torch.tensor([[1.0] * 5, [1.0, 1.0, 0, 0, 0], [0.0] * 5]).unsqueeze(-1)
+    out, log_det = planar_radial.planar_layers(z, w, planar_radial.planar_u_hat(w, u) * mask, b)
+    torch.testing.assert_close(out[2], z[2])
+    torch.testing.assert_close(log_det[2], torch.zeros(7))
+    two, two_log_det = planar_radial.planar_layers(z[1], w[1, :2], planar_radial.planar_u_hat(w[1, :2], u[1, :2]), b[1, :2])
+    torch.testing.assert_close(out[1], two)                           # a masked tail changes nothing
+    torch.testing.assert_close(log_det[1], two_log_det)
+
+
+def test_gaussian_flow_and_the_standard_error_of_the_kl():
+    target = lambda z: 0.5 * ((z - torch.tensor([1.0, -2.0], dtype=z.dtype)) ** 2).sum(-1)  # noqa: E731
+    exact = planar_radial.gaussian_flow(torch.tensor([1.0, -2.0]), torch.zeros(2)).double()
+    kl, se = planar_radial.reverse_kl(exact, target, math.log(2 * math.pi), n=2000, return_se=True)
+    assert kl.item() == pytest.approx(0, abs=1e-6) and se.item() == pytest.approx(0, abs=1e-6)
+    wide = planar_radial.gaussian_flow(torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 0.5]])).double()
+    torch.manual_seed(8)
+    kl, se = planar_radial.reverse_kl(wide, planar_radial.stack_energies([target]), math.log(2 * math.pi),
+                                      n=100_000, return_se=True)
+    analytic = 2 * 0.5 * (math.exp(1.0) - 1 - 1.0)                   # sum over dims of (s^2 - 1 - log s^2) / 2
+    assert abs(kl.item() - analytic) < 4 * se.item() and 0 < se.item() < 0.01
+    with pytest.raises(ValueError, match="must both be"):
+        planar_radial.gaussian_flow(torch.zeros(2), torch.zeros(3))
+
+
+
+def test_stack_energies_with_repeats_lays_copies_out_as_repeat_then_energy():
+    names = ["U1", "U2", "U3"]
+    energy = planar_radial.stack_energies([potentials.potential(n) for n in names], repeats=2)
+    z = torch.randn(6, 5, 2, dtype=torch.float64)
+    values = energy(z)
+    for c in range(6):
+        torch.testing.assert_close(values[c], potentials.potential(names[c % 3])(z[c]))
+    with pytest.raises(ValueError, match=r"must be \(6, N, D\)"):
+        energy(torch.randn(3, 5, 2))
+    with pytest.raises(ValueError, match="repeats == 0"):
+        planar_radial.stack_energies(names, repeats=0)
+
+
+def test_select_keeps_the_chosen_copies_in_order():
+    torch.manual_seed(6)
+    flow = planar_radial.make_flow("planar", 3, copies=4).double()
+    _randomize(flow, scale=0.7)
+    chosen = flow.select([3, 1])
+    zz, _ = potentials.grid(lim=3.0, n=10)
+    torch.testing.assert_close(chosen.log_prob(zz), flow.log_prob(zz)[[3, 1]])
+    assert chosen.copies == 2 and chosen.sample_and_log_prob(5)[0].shape == (2, 5, 2)
+    with pytest.raises(ValueError, match="needs a flow with copies"):
+        planar_radial.make_flow("planar", 1).select([0])

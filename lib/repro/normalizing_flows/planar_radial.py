@@ -22,6 +22,7 @@ Introduced in: notebooks/normalizing-flows/variational-inference-with-normalizin
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -56,6 +57,40 @@ class DiagonalAffine(nn.Module):
         return (y - self.mu.unsqueeze(-2)) * torch.exp(-self.log_sigma).unsqueeze(-2)
 
 
+def planar_u_hat(w, u):
+    """The constrained u of Appendix A, same shape as u (..., D): w . u_hat = -1 + softplus(w . u) > -1,
+    so that the planar layer with parameters (w, u_hat) is invertible.
+
+    Introduced in: notebooks/normalizing-flows/variational-inference-with-normalizing-flows.ipynb
+    """
+    wu = (w * u).sum(-1, keepdim=True)
+    return u + (F.softplus(wu) - 1 - wu) * w / (w ** 2).sum(-1, keepdim=True)
+
+
+def planar_layers(z, w, u_hat, b):
+    """Apply K planar layers z <- z + u_hat_k tanh(w_k . z + b_k), k = 1..K, to z of shape (*P, N, D),
+    with parameters w, u_hat (*P, K, D) and b (*P, K) shared by the N points of each prefix entry.
+    Returns (z_K, sum_k log|1 + u_hat_k . psi_k(z)|) of shapes (*P, N, D) and (*P, N).
+
+    A layer whose u_hat is zero is the identity with log-determinant 0, so masking u_hat shortens a flow.
+    Introduced in: notebooks/normalizing-flows/variational-inference-with-normalizing-flows.ipynb
+    """
+    wu = (w * u_hat).sum(-1).unsqueeze(-2)                          # (*P, 1, K), each > -1
+    # Per-layer views, made once: a layer is then a few elementwise ops, which is what a CPU step
+    # costs (a product and a sum beat a batch of tiny matrix products, forwards and backwards).
+    w_rows = w.unsqueeze(-2).unbind(-3)                              # K x (*P, 1, D)
+    u_rows = u_hat.unsqueeze(-2).unbind(-3)                          # K x (*P, 1, D)
+    biases = b.unsqueeze(-1).unsqueeze(-1).unbind(-3)                # K x (*P, 1, 1)
+    tanhs = []
+    for w_k, u_k, b_k in zip(w_rows, u_rows, biases):
+        t = torch.tanh((z * w_k).sum(-1, keepdim=True) + b_k)        # (*P, N, 1)
+        z = torch.addcmul(z, t, u_k)                                 # z + u_hat tanh(w.z + b)
+        tanhs.append(t)
+    t = torch.cat(tanhs, -1)                                         # (*P, N, K)
+    log_det = torch.log((1 + (1 - t ** 2) * wu).clamp_min(1e-30)).sum(-1)
+    return z, log_det
+
+
 class Planar(nn.Module):
     """`length` planar layers f(z) = z + u_hat tanh(w.z + b) (Sec. 4.1), each invertible (Appendix A).
 
@@ -74,27 +109,13 @@ class Planar(nn.Module):
 
     def u_hat(self):
         """The constrained u of Appendix A, (*C, K, D): w . u_hat = -1 + softplus(w . u) > -1."""
-        wu = (self.w * self.u).sum(-1, keepdim=True)
-        return self.u + (F.softplus(wu) - 1 - wu) * self.w / (self.w ** 2).sum(-1, keepdim=True)
+        return planar_u_hat(self.w, self.u)
 
     def _layer(self, k, u_hat):
         return self.w[..., k, :], u_hat[..., k, :], self.b[..., k, None]  # (*C, D), (*C, D), (*C, 1)
 
     def forward(self, z):                                            # z: (*C, N, D)
-        u_hat = self.u_hat()
-        wu = (self.w * u_hat).sum(-1).unsqueeze(-2)                  # (*C, 1, K), each > -1
-        # Per-layer views, made once: a layer is then 4 tensor ops, which is what a CPU step costs.
-        w_cols = self.w.unsqueeze(-1).unbind(-3)                     # K x (*C, D, 1)
-        u_rows = u_hat.unsqueeze(-2).unbind(-3)                      # K x (*C, 1, D)
-        biases = self.b.unsqueeze(-1).unsqueeze(-1).unbind(-3)       # K x (*C, 1, 1)
-        tanhs = []
-        for w, u, b in zip(w_cols, u_rows, biases):
-            t = torch.tanh(z @ w + b)                                # (*C, N, 1)
-            z = torch.addcmul(z, t, u)                               # z + u_hat tanh(w.z + b)
-            tanhs.append(t)
-        t = torch.cat(tanhs, -1)                                     # (*C, N, K)
-        log_det = torch.log((1 + (1 - t ** 2) * wu).clamp_min(1e-30)).sum(-1)
-        return z, log_det
+        return planar_layers(z, self.w, self.u_hat(), self.b)
 
     @torch.no_grad()
     def inverse(self, y, iters: int = 40):
@@ -189,6 +210,20 @@ class Flow(nn.Module):
             log_q = log_q - log_det
         return z, log_q
 
+    def select(self, index) -> "Flow":
+        """A new flow made of the copies `index` (a list of copy numbers) of this one, in that order:
+        e.g. the best of several restarts fitted side by side."""
+        if not self.prefix:
+            raise ValueError("select needs a flow with copies")
+        index = torch.as_tensor(index, dtype=torch.long, device=self._anchor.device)
+        chosen = copy.deepcopy(self)
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, p in chosen.named_parameters():
+                p.data = params[name].data[index].clone()
+        chosen.copies, chosen.prefix = len(index), (len(index),)
+        return chosen
+
     @torch.no_grad()
     def log_prob(self, z):
         """log q_K at given points z, (*C, N, D) or (N, D) shared by all copies: run the blocks
@@ -223,19 +258,25 @@ def make_flow(kind: str, length: int, dim: int = 2, copies: int | None = None, l
     return Flow(dim, blocks, copies)
 
 
-def stack_energies(energies):
-    """One energy for C copies: U_c applied to z[c], so z (C, N, D) -> (C, N).
+def stack_energies(energies, repeats: int = 1):
+    """One energy for C = repeats x len(energies) copies laid out as (repeat, energy): copy
+    r * len(energies) + e is fitted to energies[e], so z (C, N, D) -> (C, N). Each energy is called
+    once per step, on all of its repeats together.
 
     Introduced in: notebooks/normalizing-flows/variational-inference-with-normalizing-flows.ipynb
     """
     energies = list(energies)
     if not energies:
         raise ValueError("energies is empty: give one energy per copy")
+    copies = check_int("repeats", repeats) * len(energies)
 
     def energy(z):
-        if z.ndim != 3 or z.shape[0] != len(energies):
-            raise ValueError(f"z has shape {tuple(z.shape)}, must be ({len(energies)}, N, D)")
-        return torch.stack([u(zc) for u, zc in zip(energies, z)])
+        if z.ndim != 3 or z.shape[0] != copies:
+            raise ValueError(f"z has shape {tuple(z.shape)}, must be ({copies}, N, D)")
+        grouped = z.reshape(repeats, len(energies), *z.shape[1:])   # (R, E, N, D)
+        values = [u(grouped[:, e].reshape(-1, z.shape[-1])).reshape(repeats, -1)
+                  for e, u in enumerate(energies)]                   # E x (R, N)
+        return torch.stack(values, 1).reshape(copies, -1)
     return energy
 
 
@@ -251,15 +292,35 @@ def free_energy(flow: Flow, energy, n: int, beta: float = 1.0, generator=None):
     return (log_q + beta * energy(z)).mean(-1)
 
 
-def reverse_kl(flow: Flow, energy, log_z, n: int = 100_000, generator=None):
+def reverse_kl(flow: Flow, energy, log_z, n: int = 100_000, generator=None, return_se: bool = False):
     """KL(q || p) = E_q[log q + U] + log Z, estimated with n samples of the flow (no gradient).
-    log_z: a number, or one per copy.
+    log_z: a number, or one per copy. With `return_se`, also the Monte Carlo standard error of each
+    estimate, std(log q + U) / sqrt(n).
 
     Introduced in: notebooks/normalizing-flows/variational-inference-with-normalizing-flows.ipynb
     """
     with torch.no_grad():
-        f = free_energy(flow, energy, n, generator=generator)
-        return f + torch.as_tensor(log_z, dtype=f.dtype, device=f.device)
+        z, log_q = flow.sample_and_log_prob(n, generator=generator)
+        terms = log_q + energy(z)
+        kl = terms.mean(-1) + torch.as_tensor(log_z, dtype=terms.dtype, device=terms.device)
+        return (kl, terms.std(-1) / math.sqrt(n)) if return_se else kl
+
+
+def gaussian_flow(mu, log_sigma) -> Flow:
+    """The K = 0 flow (a diagonal Gaussian) with the given mean and log standard deviation, each
+    (D,) for one flow or (C, D) for C copies: e.g. the optimum that `potentials.best_diagonal_gaussian` found.
+
+    Introduced in: notebooks/normalizing-flows/variational-inference-with-normalizing-flows.ipynb
+    """
+    mu, log_sigma = torch.as_tensor(mu), torch.as_tensor(log_sigma)
+    if mu.shape != log_sigma.shape or mu.ndim not in (1, 2):
+        raise ValueError(f"mu and log_sigma have shapes {tuple(mu.shape)} and {tuple(log_sigma.shape)}; "
+                         "they must both be (D,) or (C, D)")
+    flow = make_flow("planar", 0, dim=mu.shape[-1], copies=mu.shape[0] if mu.ndim == 2 else None)
+    with torch.no_grad():
+        flow.blocks[0].mu.copy_(mu)
+        flow.blocks[0].log_sigma.copy_(log_sigma)
+    return flow
 
 
 def annealing(step: int, warmup: int = 10_000, start: float = 0.01) -> float:
