@@ -1,6 +1,7 @@
-"""Tests for repro.alignment (Li et al. 2016): correlation matrices against numpy, bipartite
-matching against brute force, semi-matching, a permuted copy of a network matched exactly, sparse
-prediction against least squares, and the argument checks."""
+"""Tests for repro.representation_learning.unit_matching (Li et al. 2016): correlation matrices
+against numpy, bipartite matching against brute force, semi-matching, dead units left out of the
+matchings, a permuted copy of a network matched exactly, sparse prediction against least squares,
+the L1 path's supports against known sparse relations, and the argument checks."""
 import itertools
 import re
 
@@ -10,8 +11,10 @@ import torch
 
 from conftest import ROOT
 from repro.representation_learning import unit_matching
-from repro.representation_learning.unit_matching import (bipartite_matching, correlation, semi_matching, sparse_prediction,
-                             unexplained_variance, unit_activations, zscore)
+from repro.representation_learning.unit_matching import (bipartite_matching, correlation, lasso_supports,
+                                                         least_squares_on, live_units, match_live_units,
+                                                         semi_matching, sparse_prediction,
+                                                         unexplained_variance, unit_activations, zscore)
 
 
 @pytest.fixture
@@ -186,3 +189,104 @@ def test_a_diverged_sparse_fit_raises(monkeypatch):
     monkeypatch.setattr(sklearn.linear_model, "Lasso", Exploding)
     with pytest.raises(FloatingPointError, match="the sparse fit diverged for 3 of 3 units"):
         sparse_prediction(a, b, alpha=0.01)
+
+
+# --- dead units -------------------------------------------------------------------------------------
+def test_live_units_flags_units_that_never_vary(rng):
+    x = rng.normal(size=(50, 4))
+    x[:, 1] = 0.0          # a ReLU that never fires
+    x[:, 2] = 0.37         # constant, but not zero
+    x[:, 3] = 0.0
+    x[7, 3] = 1e-3         # fires once: alive
+    np.testing.assert_array_equal(live_units(x), [True, False, False, True])
+
+
+def test_match_live_units_leaves_dead_units_out_and_keeps_the_original_indices(rng):
+    a = np.maximum(rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6)), 0)
+    a[:, 2] = 0.0                                   # dead in a, and so in its shuffled copy b
+    perm = rng.permutation(6)
+    b = a[:, perm]                                  # unit c of b is unit perm[c] of a
+    for method in ("bipartite", "semi"):
+        unit, partner, r = match_live_units(a, b, method)
+        np.testing.assert_array_equal(unit, [0, 1, 3, 4, 5])
+        np.testing.assert_array_equal(perm[partner], unit)
+        np.testing.assert_allclose(r, 1.0)
+
+
+def test_bipartite_with_more_live_units_in_a_pairs_every_unit_of_b_once(rng):
+    a, b = rng.normal(size=(300, 5)), rng.normal(size=(300, 5))
+    b[:, :3] += 2 * a[:, [3, 1, 0]]
+    b[:, 3:] = 0.0                                  # b has 3 live units, a has 5
+    unit, partner, r = match_live_units(a, b, "bipartite")
+    assert len(unit) == 3 and sorted(partner) == [0, 1, 2] and len(set(unit)) == 3
+    corr = correlation(a, b[:, :3])
+    best = max(itertools.permutations(range(5), 3), key=lambda rows: corr[list(rows), [0, 1, 2]].sum())
+    np.testing.assert_allclose(r.sum(), corr[list(best), [0, 1, 2]].sum())
+    np.testing.assert_array_equal(unit, np.sort(unit))  # read from a's side, in a's order
+
+
+def test_match_live_units_bad_arguments_raise(rng):
+    a = rng.normal(size=(20, 3))
+    with pytest.raises(ValueError, match="method == 'greedy'"):
+        match_live_units(a, a, "greedy")
+    with pytest.raises(ValueError, match="no live units"):
+        match_live_units(a, np.zeros((20, 2)))
+
+
+# --- the L1 path ------------------------------------------------------------------------------------
+def test_lasso_supports_find_the_true_inputs_one_at_a_time(rng):
+    """Unit 0 of b is a sum of units 2 and 7 of a, unit 1 a copy of unit 4, unit 2 dead."""
+    a = zscore(rng.normal(size=(3000, 10)))
+    a[:, 9] = 0.0                                   # a dead input is never chosen
+    b = np.stack([a[:, 2] + 1.5 * a[:, 7], a[:, 4], np.zeros(3000)], axis=1)
+    b[:, :2] += 0.05 * rng.normal(size=(3000, 2))
+    s = lasso_supports(a, b, 3)
+    assert s.shape == (3, 3, 10)
+    assert set(np.flatnonzero(s[0, 0])) == {7}      # the larger weight enters first
+    assert set(np.flatnonzero(s[1, 0])) == {2, 7}
+    assert set(np.flatnonzero(s[0, 1])) == {4}
+    assert not s[:, 2].any() and not s[..., 9].any()
+    assert np.all(s.sum(-1) <= np.arange(1, 4)[:, None])  # at most k inputs
+
+
+def test_lasso_supports_reach_every_live_input_and_start_at_the_most_correlated(rng):
+    a = zscore(rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)))
+    b = zscore(a @ rng.normal(size=(6, 4)) + rng.normal(size=(500, 4)))
+    s = lasso_supports(a, b, 6)
+    np.testing.assert_array_equal(s[0].argmax(1), np.abs(correlation(b, a)).argmax(1))
+    assert s[-1].all()                              # with every input allowed, the path uses all
+
+
+def test_least_squares_on_a_support_is_ordinary_least_squares(rng):
+    a = rng.normal(size=(400, 5))
+    b = np.stack([2 * a[:, 1] - a[:, 3] + 0.5, a.sum(1), rng.normal(size=400)], axis=1)
+    support = np.zeros((3, 5), dtype=bool)
+    support[0, [1, 3]] = True
+    support[1] = True                               # unit 2 has no inputs: its mean
+    fit = least_squares_on(a, b, support)
+    np.testing.assert_allclose(fit.weights[0], [0, 2, 0, -1, 0], atol=1e-10)
+    np.testing.assert_allclose(fit.intercept[0], 0.5, atol=1e-10)
+    dense = sparse_prediction(a, b, alpha=0)
+    np.testing.assert_allclose(fit.weights[1], dense.weights[1], atol=1e-10)
+    np.testing.assert_allclose(fit.predict(a)[:, 2], b[:, 2].mean())
+    maps = least_squares_on(a, b, np.stack([support, ~support]))
+    assert len(maps) == 2 and np.allclose(maps[0].weights, fit.weights)
+
+
+def test_sparse_prediction_ignores_inputs_that_never_vary(rng):
+    a = zscore(rng.normal(size=(1000, 5)))
+    b = a[:, [0]] - a[:, [2]] + 0.1 * rng.normal(size=(1000, 1))
+    with_dead = np.hstack([a, np.full((1000, 1), -0.3)])  # z-scored elsewhere, constant here
+    fit, ref = sparse_prediction(with_dead, b, alpha=0.01), sparse_prediction(a, b, alpha=0.01)
+    assert fit.weights[0, 5] == 0
+    np.testing.assert_allclose(fit.weights[:, :5], ref.weights, atol=1e-8)
+
+
+def test_bad_path_arguments_raise(rng):
+    a, b = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+    with pytest.raises(ValueError, match="max_inputs == 0"):
+        lasso_supports(a, b, 0)
+    with pytest.raises(ValueError, match="same inputs"):
+        lasso_supports(a, b[:10], 2)
+    with pytest.raises(ValueError, match="support has shape"):
+        least_squares_on(a, b, np.ones((3, 2), dtype=bool))
