@@ -64,9 +64,14 @@ def test_jacobian_of_a_linear_map_is_its_matrix():
     assert np.allclose(got, a)
 
 
-def test_jacobian_at_the_selu_fixed_point_matches_the_paper():
+def test_jacobian_at_the_selu_fixed_point_matches_the_closed_form_and_the_paper():
     got = snn.jacobian(lambda m, v: snn.mean_var_map("selu", m, v), 0.0, 1.0)
-    assert np.allclose(got, [[0.0, 0.088834], [0.0, 0.782648]], atol=1e-6)  # paper's Eq. 6
+    closed = snn.jacobian(lambda m, v: snn.selu_mean_var_closed_form(m, v), 0.0, 1.0)
+    assert np.allclose(got, closed, atol=1e-9)
+    # the paper's Eq. 6 prints 0.088834 (our 0.0888348 cut off) and 0.782648 (0.7826479 rounded)
+    assert got[0, 0] == pytest.approx(0, abs=1e-9) and got[1, 0] == pytest.approx(0, abs=1e-9)
+    assert 0.088834 <= got[0, 1] < 0.088835
+    assert 0.7826475 <= got[1, 1] < 0.7826485
 
 
 def test_jacobian_broadcasts_over_points():
