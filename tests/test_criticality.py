@@ -60,7 +60,7 @@ def test_tanh_kernel_decays_as_one_over_two_l():
 def test_relu_vertex_grows_by_nu_per_layer():
     K, V = crit.vertex_recursion("relu", 2.0, 6, 0.0, 2.0)
     np.testing.assert_allclose(V / K ** 2, 5.0 * np.arange(6), atol=1e-9)
-    # deep linear network (book Eq. 3.28): nu = 2
+    # deep linear network (the book's Ch. 3): nu = 2
     K, V = crit.vertex_recursion("identity", 1.0, 4, 0.0, 1.0)
     np.testing.assert_allclose(V / K ** 2, 2.0 * np.arange(4), atol=1e-9)
 
@@ -124,6 +124,41 @@ def test_kurtosis_ratio_standard_error_matches_the_bootstrap():
     assert R == pytest.approx(m4.mean() / m2.mean() ** 2)
 
 
+# --- estimators and verdicts -------------------------------------------------------------------
+def test_growth_factor_inverts_a_geometric_kernel():
+    g, se = crit.growth_factor(2.0 * 1.2 ** 9, 0.0, 2.0, 10)
+    assert g == pytest.approx(1.2) and se == 0.0
+    # delta method: a relative error e of the mean at layer l is e / (l - 1) on g
+    g, se = crit.growth_factor(4.0, 0.04, 1.0, 3)
+    assert g == pytest.approx(2.0) and se == pytest.approx(2.0 * 0.01 / 2)
+
+
+def test_nu_from_kurtosis_inverts_the_exact_scale_invariant_kurtosis():
+    width, layer = np.array([16, 32, 64]), np.array([3, 5, 9])
+    R = crit.scale_invariant_kurtosis(width, layer, nu=5.0)
+    nu, se = crit.nu_from_kurtosis(R, 0.01 * R, width, layer)
+    np.testing.assert_allclose(nu, 5.0, rtol=1e-12)
+    # its standard error against a finite difference of the inversion
+    h = 1e-6
+    fd = (crit.nu_from_kurtosis(R + h, 0, width, layer)[0] - nu) / h
+    np.testing.assert_allclose(se, np.abs(fd) * 0.01 * R, rtol=1e-4)
+
+
+def test_pooled_mean_weights_by_inverse_variance():
+    mean, se = crit.pooled_mean([1.0, 2.0], [1.0, 2.0])
+    assert mean == pytest.approx((1 + 2 / 4) / (1 + 1 / 4)) and se == pytest.approx((1 + 1 / 4) ** -0.5)
+
+
+@pytest.mark.parametrize("measured, uncertainty, verdict", [
+    ([1.0, 1.05], 0.01, "holds"),          # every interval inside [0.9, 1.1]
+    ([1.0, 1.2], 0.01, "fails"),           # one wholly outside
+    ([1.0, 1.095], 0.01, "inconclusive"),  # one straddles the edge, none outside
+    ([1.0, float("nan")], 0.01, "fails"),
+])
+def test_joint_verdict(measured, uncertainty, verdict):
+    assert crit.joint_verdict(measured, uncertainty, 0.9, 1.1) == verdict
+
+
 # --- failure paths -------------------------------------------------------------------------------
 def test_rejects_bad_input():
     with pytest.raises(ValueError, match="activation == 'swish'"):
@@ -150,3 +185,13 @@ def test_rejects_bad_input():
         crit.mean_and_se(np.ones((3, 1)))
     with pytest.raises(ValueError, match="same shape"):
         crit.kurtosis_ratio(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="layer == 1, must be an int >= 2"):
+        crit.growth_factor(1.0, 0.1, 1.0, 1)
+    with pytest.raises(ValueError, match="need mean > 0"):
+        crit.growth_factor(-1.0, 0.1, 1.0, 3)
+    with pytest.raises(ValueError, match="need layer >= 2"):
+        crit.nu_from_kurtosis(3.0, 0.1, 16, 1)
+    with pytest.raises(ValueError, match="all > 0"):
+        crit.pooled_mean([1.0, 2.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="no measurements"):
+        crit.joint_verdict([], 0.1, 0.0, 1.0)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..core import activations
+from ..core.claims import interval_verdict
 from ..core.gaussian import gaussian_expectation
 from ..core.validation import check_int, check_positive
 
@@ -244,3 +245,65 @@ def kurtosis_ratio(m2, m4) -> tuple[np.ndarray, np.ndarray]:
     va, vb, cab = (ca ** 2).sum(-1) / (M - 1), (cb ** 2).sum(-1) / (M - 1), (ca * cb).sum(-1) / (M - 1)
     ga, gb = 1 / bm ** 2, -2 * am / bm ** 3
     return am / bm ** 2, np.sqrt((ga ** 2 * va + gb ** 2 * vb + 2 * ga * gb * cab) / M)
+
+
+def growth_factor(mean, se, K1: float, layer: int) -> tuple[float, float]:
+    """The mean per-layer factor g = (E[z^2]^(l) / K^(1))^(1/(l-1)) of the kernel between layer 1
+    (where E[z^2] = K^(1) exactly) and layer l, from a Monte-Carlo mean of z^2 at layer l and its
+    standard error, and the standard error of g (delta method). The book's recursion for a
+    scale-invariant activation with C_b = 0 predicts g = A2 C_W (C_W / 2 for ReLU).
+
+    Introduced in: notebooks/infinite-width-kernels/the-principles-of-deep-learning-theory.ipynb
+    """
+    check_int("layer", layer, minimum=2)
+    mean, se, K1 = float(mean), float(se), float(K1)
+    if not (mean > 0 and K1 > 0 and se >= 0):
+        raise ValueError(f"need mean > 0, K1 > 0 and se >= 0, got mean = {mean}, K1 = {K1}, se = {se}")
+    g = (mean / K1) ** (1 / (layer - 1))
+    return g, g * se / (mean * (layer - 1))
+
+
+def nu_from_kurtosis(R, se, width, layer) -> tuple[np.ndarray, np.ndarray]:
+    """nu = n ((R / 3)^(1/(l-1)) - 1) and its standard error (delta method): the per-layer growth
+    coefficient of a scale-invariant net's fourth moment that `scale_invariant_kurtosis` inverts,
+    from a measured ratio R = E[z^4] / E[z^2]^2 (with standard error se) at layer l >= 2 of a net
+    of width n. Broadcasts.
+
+    Introduced in: notebooks/infinite-width-kernels/the-principles-of-deep-learning-theory.ipynb
+    """
+    R, se, n, l = (np.asarray(a, dtype=float) for a in (R, se, width, layer))
+    if np.any(l < 2) or np.any(R <= 0) or np.any(n < 1):
+        raise ValueError("need layer >= 2, width >= 1 and R > 0")
+    growth = (R / 3) ** (1 / (l - 1))
+    return n * (growth - 1), n * growth / (l - 1) * se / R
+
+
+def pooled_mean(values, ses) -> tuple[float, float]:
+    """The inverse-variance weighted mean of independent estimates and its standard error.
+
+    Introduced in: notebooks/infinite-width-kernels/the-principles-of-deep-learning-theory.ipynb
+    """
+    v, s = np.asarray(values, dtype=float).ravel(), np.asarray(ses, dtype=float).ravel()
+    if v.shape != s.shape or v.size == 0 or np.any(s <= 0):
+        raise ValueError("need as many standard errors as values, all > 0")
+    w = 1 / s ** 2
+    return float((w * v).sum() / w.sum()), float(w.sum() ** -0.5)
+
+
+def joint_verdict(measured, uncertainty, low, high) -> str:
+    """One verdict for several measurements, each against its own target interval [low, high] with
+    its own uncertainty (all broadcast): 'holds' when every interval measured +- uncertainty lies in
+    its target, 'fails' when one lies wholly outside it, 'inconclusive' otherwise.
+
+    Introduced in: notebooks/infinite-width-kernels/the-principles-of-deep-learning-theory.ipynb
+    """
+    arrays = (np.asarray(a, dtype=float) for a in (measured, uncertainty, low, high))
+    m, u, lo, hi = (a.ravel() for a in np.broadcast_arrays(*arrays))
+    if m.size == 0:
+        raise ValueError("no measurements")
+    if not np.all(np.isfinite(m)):
+        return "fails"
+    verdicts = [interval_verdict(a - e, a + e, b, c) for a, e, b, c in zip(m, u, lo, hi)]
+    if "fails" in verdicts:
+        return "fails"
+    return "holds" if all(v == "holds" for v in verdicts) else "inconclusive"
