@@ -1,6 +1,7 @@
 """Tests for repro.dynamics_pde_operators (operator_data, deeponet): the GRF sampler against its kernel, the RK4 solver and the data
 generators against closed-form solutions, linear interpolation against numpy, the sensor error
-kappa's 1/m^2 rate, the DeepONet / FNN shapes and the vectorized trainer against single runs."""
+kappa's 1/m^2 rate, the DeepONet / FNN shapes, the stacked copies and their per-copy Adam against
+single models, and the vectorized trainer against single runs."""
 import math
 
 import numpy as np
@@ -8,9 +9,10 @@ import pytest
 import torch
 
 from repro.dynamics_pde_operators import operator_data as operators
-from repro.dynamics_pde_operators.deeponet import DeepONet, FNNOperator, fit_sizes, mse
-from repro.dynamics_pde_operators.operator_data import (OperatorData, interp_linear, kappa, operator_data,
-                                                        rbf_kernel, rk4, sample_grf)
+from repro.dynamics_pde_operators.deeponet import (DeepONet, FNNOperator, MemberAdam, StackedModels, fit_sizes,
+                                                   mse, squared_errors)
+from repro.dynamics_pde_operators.operator_data import (OperatorData, concat, fewer_sensors, interp_linear, kappa,
+                                                        operator_data, rbf_kernel, rk4, sample_grf)
 
 
 def _gen(seed=0):
@@ -273,3 +275,130 @@ def test_fit_sizes_rejects_bad_arguments(kw, match):
     args = dict(sizes=[10], steps=5, batch_size=8, lr=1e-3) | kw
     with pytest.raises(ValueError, match=match):
         fit_sizes(lambda: DeepONet(6, p=4, width=4), data, **args)
+
+
+@pytest.mark.parametrize("kw, match", [(dict(lr=[1e-3, 1e-3]), "learning rates"),
+                                        (dict(starts=[35]), "starts == \\[35\\]")])
+def test_fit_sizes_checks_lrs_and_starts(kw, match):
+    data = operator_data("antiderivative", 40, m=6, generator=_gen()).to()
+    args = dict(sizes=[10], steps=5, batch_size=8, lr=1e-3) | kw
+    with pytest.raises(ValueError, match=match):
+        fit_sizes(lambda: DeepONet(6, p=4, width=4), data, **args)
+
+
+# --- stacked copies, per-copy learning rates, data for them ----------------------------------------
+@pytest.mark.parametrize("make", [lambda: DeepONet(6, p=5, width=7), lambda: FNNOperator(6, width=9)])
+def test_stacked_models_compute_what_their_members_compute(make):
+    models = []
+    for s in range(3):
+        torch.manual_seed(s)
+        models.append(make())
+        if getattr(models[-1], "b0", None) is not None:
+            with torch.no_grad():
+                models[-1].b0.fill_(0.1 * s)
+    stack = StackedModels(models)
+    u, y = torch.randn(3, 4, 6), torch.rand(3, 4, 5)
+    out = stack(u, y)
+    assert out.shape == (3, 4, 5) and len(stack) == 3
+    for e, model in enumerate(models):
+        torch.testing.assert_close(out[e], model(u[e], y[e]))
+    with torch.no_grad():                       # members() copies the stacked weights back
+        for p in stack.parameters():
+            p.mul_(2.0)
+    back = stack.members()
+    out2 = stack(u, y)
+    for e, model in enumerate(back):
+        assert not model.training
+        torch.testing.assert_close(out2[e], model(u[e], y[e]))
+
+
+def test_stacked_models_refuse_other_parameters():
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.scale = torch.nn.Linear(2, 2), torch.nn.Parameter(torch.ones(2))
+
+        def forward(self, x):
+            return self.lin(x) * self.scale
+
+    with pytest.raises(ValueError, match="scale"):
+        StackedModels([Scaled(), Scaled()])
+
+
+def test_member_adam_is_adam_at_each_copy_s_learning_rate():
+    torch.manual_seed(0)
+    w0 = torch.randn(2, 3)
+    stacked = torch.nn.Parameter(w0.clone())
+    singles = [torch.nn.Parameter(w0[e].clone()) for e in range(2)]
+    opt = MemberAdam([stacked], [1e-2, 3e-3])
+    opts = [torch.optim.Adam([singles[0]], lr=1e-2), torch.optim.Adam([singles[1]], lr=3e-3)]
+    target = torch.tensor([1.0, -2.0, 0.5])
+    for _ in range(20):
+        for o in [opt, *opts]:
+            o.zero_grad()
+        ((stacked - target) ** 4).sum().backward()
+        for p in singles:
+            ((p - target) ** 4).sum().backward()
+        for o in [opt, *opts]:
+            o.step()
+    for e in range(2):
+        torch.testing.assert_close(stacked[e], singles[e], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="lrs =="):
+        MemberAdam([torch.nn.Parameter(torch.zeros(2, 1))], [1e-3, 0.0])
+
+
+def test_fit_sizes_copies_with_their_own_learning_rate_and_data():
+    a = operator_data("antiderivative", 12, m=6, points_per_function=3, generator=_gen()).to()
+    b = operator_data("nonlinear-ode", 10, m=6, points_per_function=3, generator=_gen(1)).to()
+    both, starts = concat([a, b])
+    assert starts == [0, 12] and len(both) == 22
+    make = lambda: DeepONet(6, p=4, width=4)  # noqa: E731
+    alone_a, _ = fit_sizes(make, a, [12], steps=15, batch_size=5, lr=3e-3, seed=1)
+    alone_b, _ = fit_sizes(make, b, [10], steps=15, batch_size=5, lr=1e-2, seed=1)
+    together, _ = fit_sizes(make, both, [12, 10], starts=starts, steps=15, batch_size=5, lr=[3e-3, 1e-2], seed=1)
+    for alone, copy in [(alone_a[0], together[0]), (alone_b[0], together[1])]:
+        for p, q in zip(alone.parameters(), copy.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_concat_needs_matching_shapes():
+    with pytest.raises(ValueError, match="same number"):
+        concat([operator_data("antiderivative", 3, m=5, generator=_gen()),
+                operator_data("antiderivative", 3, m=6, generator=_gen())])
+
+
+def test_fewer_sensors_replaces_u_by_its_interpolant():
+    d = operator_data("antiderivative", 4, m=13, points_per_function=2, generator=_gen())
+    f = fewer_sensors(d, 4)                                      # every 4th of the 13 sensors
+    torch.testing.assert_close(f.u[:, ::4], d.u[:, ::4])        # kept sensors unchanged
+    assert not torch.allclose(f.u, d.u)
+    x = d.sensors
+    np.testing.assert_allclose(f.u[0].numpy(), np.interp(x.numpy(), x[::4].numpy(), d.u[0, ::4].numpy()))
+    assert f.y is d.y and f.s is d.s
+    lin = OperatorData(x, (3 * x - 1)[None], d.y[:1], d.s[:1])
+    torch.testing.assert_close(fewer_sensors(lin, 3).u, lin.u)  # a linear u is seen exactly
+    with pytest.raises(ValueError, match="do not contain 6"):
+        fewer_sensors(d, 6)
+
+
+def test_squared_errors_per_triple():
+    d = OperatorData(torch.linspace(0, 1, 3), torch.zeros(2, 3), torch.zeros(2, 4), torch.ones(2, 4))
+
+    class Zero(torch.nn.Module):
+        def forward(self, u, y):
+            return torch.zeros_like(y)
+
+    torch.testing.assert_close(squared_errors(Zero(), d), torch.ones(2, 4))
+
+
+def test_fit_sizes_a_diverged_copy_does_not_stop_the_others():
+    a = operator_data("antiderivative", 12, m=6, points_per_function=3, generator=_gen()).to()
+    bad = OperatorData(a.sensors, a.u.clone(), a.y.clone(), a.s.clone())
+    bad.s[:] = float("nan")                                      # every loss of this copy is NaN
+    both, starts = concat([a, bad])
+    make = lambda: DeepONet(6, p=4, width=4)  # noqa: E731
+    alone, _ = fit_sizes(make, a, [12], steps=10, batch_size=5, lr=1e-2, seed=2)
+    together, hist = fit_sizes(make, both, [12, 12], starts=starts, steps=10, batch_size=5, lr=1e-2, seed=2)
+    for p, q in zip(alone[0].parameters(), together[0].parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    assert np.isfinite(hist.loss).all()

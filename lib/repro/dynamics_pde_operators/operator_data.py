@@ -175,7 +175,7 @@ def operator_data(problem, n_functions: int, m: int = 100, length_scale: float =
     else:
         check_int("points_per_function", points_per_function)
         idx = torch.randint(0, k + 1, (n_functions, points_per_function), generator=generator)
-    return OperatorData(x_grid[::refine], u, x_grid[idx], torch.gather(s_grid, 1, idx))
+    return OperatorData(x_grid[::refine].contiguous(), u, x_grid[idx], torch.gather(s_grid, 1, idx))
 
 
 def kappa(u_fine: torch.Tensor, x_fine: torch.Tensor, m: int, reduce: str = "max") -> torch.Tensor:
@@ -193,3 +193,38 @@ def kappa(u_fine: torch.Tensor, x_fine: torch.Tensor, m: int, reduce: str = "max
     idx = torch.arange(0, len(x_fine), int(step))
     err = u_fine - interp_linear(x_fine[idx], u_fine[:, idx], x_fine)
     return err.abs().amax(dim=1) if reduce == "max" else err.pow(2).mean(dim=1).sqrt()
+
+
+def fewer_sensors(data: OperatorData, m: int) -> OperatorData:
+    """The same data seen through only `m` of its equispaced sensors: u is replaced by u_m, its
+    piecewise-linear interpolant from every ((M - 1)/(m - 1))-th of the M sensors, evaluated back at
+    all M of them (y and G(u)(y) unchanged). A model reading these M numbers knows exactly what it
+    would know from the m sensor values, since u_m is a fixed linear map of them.
+
+    Introduced in: notebooks/dynamics-pde-operators/deeponet.ipynb
+    """
+    check_int("m", m, 2)
+    big = len(data.sensors)
+    step = (big - 1) / (m - 1)
+    if step != int(step):
+        raise ValueError(f"{big} equispaced sensors do not contain {m} equispaced sensors")
+    idx = torch.arange(0, big, int(step))
+    u_m = interp_linear(data.sensors[idx].contiguous(), data.u[:, idx], data.sensors)
+    return OperatorData(data.sensors, u_m, data.y, data.s)
+
+
+def concat(parts: list[OperatorData]) -> OperatorData:
+    """Several data sets with the same sensors, one after the other (functions stacked), and the
+    index of each one's first function: (data, starts). For training copies of a model on different
+    data sets in one run (`deeponet.fit_sizes(..., starts=...)`).
+
+    Introduced in: notebooks/dynamics-pde-operators/deeponet.ipynb
+    """
+    if not parts:
+        raise ValueError("concat needs at least one data set")
+    if any(p.u.shape[1] != parts[0].u.shape[1] or p.y.shape[1] != parts[0].y.shape[1] for p in parts):
+        raise ValueError("every data set must have the same number of sensors and of query points per function")
+    starts = [0]
+    for p in parts[:-1]:
+        starts.append(starts[-1] + len(p))
+    return OperatorData(parts[0].sensors, *(torch.cat([getattr(p, f) for p in parts]) for f in ("u", "y", "s"))), starts
