@@ -1,4 +1,4 @@
-"""Tests for repro.subspace: training in a random subspace theta = theta_0 + P theta_d (Li et al.
+"""Tests for repro.optimization.random_subspace: training in a random subspace theta = theta_0 + P theta_d (Li et al.
 2018, Eq. 2). With d = D and P the identity, subspace training must be ordinary training; gradients
 must reach only theta_d; the projections' columns have unit norm; d_int90 is read off a curve as the
 smallest d reaching 90% of the baseline."""
@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from repro.core import models
-from repro.optimization.random_subspace import (SubspaceModel, dense_projection, intrinsic_dimension,
-                            sparse_projection)
+from repro.optimization.random_subspace import (SubspaceModel, bootstrap_intrinsic_dimension,
+                                                dense_projection, intrinsic_dimension, l2_penalty,
+                                                sparse_projection)
 
 
 @pytest.fixture(autouse=True)
@@ -178,3 +179,32 @@ def test_bad_arguments_raise_named_errors():
 def test_intrinsic_dimension_rejects_bad_input(dims, perf, baseline, fraction, match):
     with pytest.raises(ValueError, match=match):
         intrinsic_dimension(dims, perf, baseline, fraction)
+
+
+# --- the L2 penalty and the bootstrap --------------------------------------------------------------
+def test_l2_penalty_counts_weight_matrices_only_and_reaches_theta_d():
+    base = _mlp()
+    expected = 1e-3 * sum((p ** 2).sum() for n, p in base.named_parameters() if p.dim() >= 2)
+    torch.testing.assert_close(l2_penalty(base, 1e-3), expected)
+    m = SubspaceModel(base, 4, seed=0)
+    torch.testing.assert_close(l2_penalty(m, 1e-3), expected.detach())   # theta_d = 0: theta_0
+    l2_penalty(m, 1e-3).backward()
+    assert m.theta_d.grad is not None and m.theta_d.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="weight_decay == -1"):
+        l2_penalty(base, -1)
+
+
+def test_bootstrap_intrinsic_dimension_estimate_and_spread():
+    dims = [100, 200, 400]
+    same = [[0.5, 0.8, 0.95]] * 4                       # identical runs: no spread
+    d, se = bootstrap_intrinsic_dimension(dims, same, [1.0] * 4, n_boot=50)
+    assert d == intrinsic_dimension(dims, same[0], 1.0, interpolate=True) and se == 0
+    runs = [[0.5, 0.80, 0.95], [0.5, 0.88, 0.95], [0.5, 0.92, 0.95]]
+    d, se = bootstrap_intrinsic_dimension(dims, runs, [1.0] * 3, n_boot=200, seed=1)
+    mean_curve = [sum(r[i] for r in runs) / 3 for i in range(3)]
+    assert d == pytest.approx(intrinsic_dimension(dims, mean_curve, 1.0, interpolate=True))
+    assert 0 < se < d
+    d, se = bootstrap_intrinsic_dimension(dims, [[0.5, 0.6, 0.95], [0.5, 0.6, 0.7]], [1.0, 1.0])
+    assert se == math.inf                               # some resample never reaches 90%
+    with pytest.raises(ValueError, match=r"must be \(runs, dims\)"):
+        bootstrap_intrinsic_dimension(dims, [[0.5, 0.9]], [1.0])

@@ -188,3 +188,50 @@ def intrinsic_dimension(dims, performance, baseline: float, fraction: float = 0.
             t = (target - p0) / (p - p0)   # p0 < target <= p, so t in (0, 1]
             return math.exp(math.log(d0) + t * (math.log(d) - math.log(d0)))
     return math.inf
+
+
+def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor:
+    """weight_decay x the sum of squares of every weight matrix or kernel (tensors of 2 or more
+    dimensions; biases are left out), the Keras `kernel_regularizer=l2(...)` term that the authors'
+    scripts add to the loss. For a `SubspaceModel` it is taken on the full parameters
+    theta_0 + P theta_d, so it reaches theta_d through P.
+
+    Introduced in: notebooks/optimization/measuring-the-intrinsic-dimension-of-objective.ipynb
+    """
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay == {weight_decay}, must be >= 0")
+    tensors = (model.parameters_dict().values() if isinstance(model, SubspaceModel)
+               else model.parameters())
+    return weight_decay * sum((t ** 2).sum() for t in tensors if t.dim() >= 2)
+
+
+def bootstrap_intrinsic_dimension(dims, accuracy, baselines, fraction: float = 0.9,
+                                  n_boot: int = 200, seed: int = 0, interpolate: bool = True):
+    """d_int90 from `accuracy`, shape (runs, len(dims)): run k trained at every d of `dims`, and
+    `baselines`, shape (runs,): run k's full-space accuracy. The estimate averages all runs (as
+    `intrinsic_dimension`); its standard error is the spread of the estimate over `n_boot` bootstrap
+    resamples of the runs (curve and baseline resampled together). Returns (estimate, se); se is
+    math.inf when some resample never reaches the threshold.
+
+    Introduced in: notebooks/optimization/measuring-the-intrinsic-dimension-of-objective.ipynb
+    """
+    acc = torch.as_tensor(accuracy, dtype=torch.float64)
+    base = torch.as_tensor(baselines, dtype=torch.float64).flatten()
+    dims = list(dims)
+    if acc.dim() != 2 or acc.shape != (len(base), len(dims)):
+        raise ValueError(f"accuracy of shape {tuple(acc.shape)}: must be (runs, dims) == "
+                         f"({len(base)}, {len(dims)})")
+    check_int("n_boot", n_boot)
+
+    def estimate(rows):
+        return intrinsic_dimension(dims, acc[rows].mean(0).tolist(), base[rows].mean().item(),
+                                   fraction, interpolate=interpolate)
+
+    runs = len(base)
+    gen = torch.Generator().manual_seed(seed)
+    samples = [estimate(torch.randint(runs, (runs,), generator=gen)) for _ in range(n_boot)]
+    if not all(math.isfinite(s) for s in samples):
+        return estimate(torch.arange(runs)), math.inf
+    mean = sum(samples) / n_boot
+    se = math.sqrt(sum((s - mean) ** 2 for s in samples) / (n_boot - 1)) if n_boot > 1 else 0.0
+    return estimate(torch.arange(runs)), se
