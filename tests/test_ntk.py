@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from repro.infinite_width_kernels.ntk import (analytic_ntk, decay_factors, dynamics_operator, empirical_ntk,
-                       gaussian_prediction, kernel_eigen, linear_dynamics)
+                                             gaussian_prediction, kernel_eigen, kernel_quadratic_form,
+                                             least_squares_descent, linear_dynamics)
 from repro.infinite_width_kernels.abc_parametrization import ParametrizedMLP
 
 
@@ -42,6 +43,8 @@ def test_empirical_ntk_is_symmetric_psd_and_blocking_does_not_change_it(max_memo
     J = torch.cat([j.reshape(12, -1) for j in jac.values()], 1)
     torch.testing.assert_close(flat, J @ J.T)
     torch.testing.assert_close(empirical_ntk(net, x[:2], x, max_memory=max_memory), theta[:2])
+    # one row against many points takes the Jacobian-vector-product path whatever the memory
+    torch.testing.assert_close(empirical_ntk(net, x[:1], x, max_memory=max_memory), theta[:1])
 
 
 def test_relu_expectations_match_quadrature_and_monte_carlo():
@@ -149,6 +152,56 @@ def test_gaussian_prediction_is_the_law_of_the_trained_infinite_network():
     on_train = [int(i) for i in torch.cdist(x, xt).argmin(1)]
     assert torch.allclose(mean[on_train], y, atol=1e-6) and std[on_train].max() < 1e-6
     assert std.max() > 0.01
+
+
+def test_kernel_quadratic_form_is_v_theta_v():
+    torch.manual_seed(2)
+    net = ParametrizedMLP(3, 32, 1, depth=2, bias=0.1).double()
+    x, v = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
+    assert kernel_quadratic_form(net, x, v) == pytest.approx(float(v @ empirical_ntk(net, x) @ v), rel=1e-10)
+    with pytest.raises(ValueError, match="scalar output per point"):
+        kernel_quadratic_form(ParametrizedMLP(3, 8, 2, depth=1).double(), x, v)
+
+
+def test_least_squares_descent_is_sgd_on_half_the_mean_squared_error():
+    torch.manual_seed(3)
+    net = ParametrizedMLP(2, 16, 1, depth=2, bias=0.1).double()
+    twin = ParametrizedMLP(2, 16, 1, depth=2, bias=0.1).double()
+    twin.load_state_dict(net.state_dict())
+    x, y = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    with torch.no_grad():
+        f0 = net(x)[:, 0]
+    history = least_squares_descent(net, x, y, 7, 0.3)
+    assert history.shape == (8, 5)
+    torch.testing.assert_close(history[0], f0)
+    with torch.no_grad():
+        torch.testing.assert_close(history[-1], net(x)[:, 0])
+    # the same steps with torch's SGD on C = 1/(2N) sum_i (f(x_i) - y_i)^2
+    opt = torch.optim.SGD(twin.parameters(), lr=0.3)
+    for step in range(7):
+        opt.zero_grad()
+        f = twin(x)[:, 0]
+        torch.testing.assert_close(f.detach(), history[step])
+        (0.5 * ((f - y) ** 2).mean()).backward()
+        opt.step()
+    for a, b in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b)
+    # K outputs: the cost sums over outputs and averages over points
+    wide = ParametrizedMLP(2, 16, 3, depth=1).double()
+    assert least_squares_descent(wide, x, torch.zeros(5, 3, dtype=torch.float64), 2, 0.1).shape == (3, 5, 3)
+
+
+def test_least_squares_descent_refuses_bad_input_and_divergence():
+    net = ParametrizedMLP(2, 8, 1, depth=1).double()
+    x, y = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="lr == 0"):
+        least_squares_descent(net, x, y, 3, 0.0)
+    with pytest.raises(ValueError, match="steps == 0"):
+        least_squares_descent(net, x, y, 0, 0.1)
+    with pytest.raises(ValueError, match="same shape"):
+        least_squares_descent(net, x, torch.zeros(4, 2, dtype=torch.float64), 3, 0.1)
+    with pytest.raises(FloatingPointError, match="cost became"):
+        least_squares_descent(net, x, y, 200, 1e6)
 
 
 def test_bad_arguments_raise():

@@ -2,7 +2,7 @@
 torch model, the infinite-width kernel of an MLP in the NTK parametrization, and the linear
 training dynamics a fixed kernel predicts for least squares.
 
-* Empirical NTK (the paper's Sec. 3): Theta(x, x') = sum_p df(x)/dp df(x')/dp^T over all
+* Empirical NTK (the paper's Sec. 4): Theta(x, x') = sum_p df(x)/dp df(x')/dp^T over all
   parameters p, i.e. J(x) J(x')^T.
 * Infinite-width limit (Prop. 1 and Theorem 1): for an MLP with layers
   a^(l+1) = W^(l) sigma(a^(l)) / sqrt(n_l) + beta b^(l), w, b ~ N(0, 1),
@@ -61,12 +61,14 @@ def _jvp_rows(model: torch.nn.Module, params: list, x: torch.Tensor, tangents: t
 
 def empirical_ntk(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None, *,
                   max_memory: int = 2 ** 28) -> torch.Tensor:
-    """The empirical NTK J(x1) J(x2)^T over the trainable parameters of `model` (the paper's Sec. 3).
+    """The empirical NTK J(x1) J(x2)^T over the trainable parameters of `model` (the paper's Sec. 4).
 
     Returns (N1, N2) for a scalar output and (N1, N2, K, K) for K outputs. J(x1) is built point
     by point with autograd, in blocks of about `max_memory` bytes. J(x2) is built the same way
-    when it fits in `max_memory`; otherwise each row of J(x1) is pushed through the model at x2
-    as a Jacobian-vector product (double backward), so J(x2) is never stored. With x2 None the
+    when it fits in `max_memory` and x1 is not much shorter than x2; otherwise each row of J(x1)
+    is pushed through the model at x2 as a Jacobian-vector product (double backward), so J(x2)
+    is never stored: for a few points x1 against many x2 (one row of the kernel on a grid, say)
+    a handful of batched passes replace one backward pass per point of x2. With x2 None the
     kernel of x1 with itself is returned, symmetrized.
     Introduced in: notebooks/infinite-width-kernels/neural-tangent-kernel.ipynb
     """
@@ -83,7 +85,8 @@ def empirical_ntk(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | N
         k_out = model(x1[:1]).numel()
     row_bytes = k_out * sum(p.numel() for p in params) * x1.element_size()
     chunk = max(1, int(max_memory // row_bytes))
-    j2 = _jacobian(model, params, x2) if len(x2) <= chunk else None  # (N2 * K, P)
+    few_rows = not symmetric and 4 * len(x1) < len(x2)  # then JVPs through x2 are cheaper
+    j2 = _jacobian(model, params, x2) if len(x2) <= chunk and not few_rows else None  # (N2 * K, P)
     rows = []
     for xa in x1.split(chunk):
         ja = j2 if symmetric and j2 is not None else _jacobian(model, params, xa)  # (c * K, P)
@@ -92,6 +95,25 @@ def empirical_ntk(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | N
     if symmetric:
         theta = (theta + theta.permute(1, 0, 3, 2)) / 2
     return theta[..., 0, 0] if k_out == 1 else theta
+
+
+def kernel_quadratic_form(model: torch.nn.Module, x: torch.Tensor, v: torch.Tensor) -> float:
+    """v^T Theta(x, x) v for the empirical NTK of a scalar-output `model` on the batch x (N, ...)
+    and a vector v (N,): |J(x)^T v|^2, from one backward pass instead of the N x N kernel. For a
+    unit eigenvector v of the limiting kernel it is the rate at which the model's own kernel
+    moves the residual along v (the finite-width counterpart of the eigenvalue).
+    Introduced in: notebooks/infinite-width-kernels/neural-tangent-kernel.ipynb
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    with torch.enable_grad():
+        f = model(x)
+        if f.numel() != len(x) or v.shape != (len(x),):
+            raise ValueError(f"need a scalar output per point and v of shape ({len(x)},), got outputs "
+                             f"{tuple(f.shape)} and v {tuple(v.shape)}")
+        grads = torch.autograd.grad(f.reshape(-1) @ v.to(f.dtype), params, allow_unused=True)
+    return float(sum((g.double() ** 2).sum() for g in grads if g is not None))
 
 
 # --- the infinite-width kernel ----------------------------------------------------------------
@@ -157,6 +179,46 @@ def analytic_ntk(x1: torch.Tensor, x2: torch.Tensor | None = None, *, depth: int
         theta = s2 * theta * edot + e + b2
         sigma, s11, s22 = s2 * e + b2, s2 * diag1 + b2, s2 * diag2 + b2
     return theta, sigma
+
+
+# --- training on the least-squares cost ---------------------------------------------------------
+def least_squares_descent(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
+                          lr: float) -> torch.Tensor:
+    """`steps` steps of full-batch gradient descent with rate `lr` on the paper's least-squares
+    cost C = 1/(2N) sum_i |f(x_i) - y_i|^2 (Sec. 5), in place; returns f(x) before every step and
+    after the last, (steps + 1, N) for y of shape (N,), (steps + 1, N, K) for y of shape (N, K).
+    The outputs come from the forward pass of each step, so recording them costs nothing.
+    Introduced in: notebooks/infinite-width-kernels/neural-tangent-kernel.ipynb
+    """
+    check_int("steps", steps)
+    if not lr > 0:
+        raise ValueError(f"lr == {lr}, must be > 0")
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def outputs():
+        f = model(x)
+        return f.reshape(y.shape) if f.shape[-1] == 1 and y.ndim == 1 else f
+
+    with torch.no_grad():
+        f = outputs()
+    if f.shape != y.shape:
+        raise ValueError(f"the model's outputs {tuple(f.shape)} and y {tuple(y.shape)} must have the "
+                         f"same shape")
+    history = []
+    for step in range(steps):
+        with torch.enable_grad():
+            f = outputs()
+            cost = 0.5 * (f - y).pow(2).reshape(len(y), -1).sum(1).mean()
+            if not torch.isfinite(cost):
+                raise FloatingPointError(f"the cost became {cost.item()} at step {step}")
+            grads = torch.autograd.grad(cost, params)
+        history.append(f.detach())
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(lr * g)
+    with torch.no_grad():
+        history.append(outputs())
+    return torch.stack(history)
 
 
 # --- linear (kernel) dynamics for least squares -----------------------------------------------
