@@ -1,5 +1,5 @@
 """abc-parametrizations of an MLP: the standard (SP), neural-tangent (NTK) and maximal-update (muP)
-scalings of Yang & Hu (2021, Sec. 3 and Eq. 5).
+scalings of Yang & Hu (2021; defined in Sec. 1, "abc-parametrizations", of arXiv 2011.14522).
 
 Every weight matrix is used as W = n^(-a) w with w drawn from N(0, n^(-2b)) and trained by SGD
 with a learning rate eta n^(-c) (c = 0 for all three here), n the hidden width. The three
