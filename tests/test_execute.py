@@ -1,4 +1,5 @@
 import json
+import os
 
 import nbformat
 import pytest
@@ -94,3 +95,19 @@ def test_a_failing_refresh_leaves_the_notebook_as_it_was(tiny_paper, tmp_path, m
     monkeypatch.setattr(execute.checkout, "root", lambda: tmp_path)
     (outcome,) = execute.refresh([paper], workers=1)
     assert outcome.exit_code == 1 and nb_path.read_text() == source
+
+
+def test_the_kernel_does_not_inherit_dasks_malloc_trimming(tiny_paper, tmp_path, monkeypatch):
+    """dask's workers set MALLOC_TRIM_THRESHOLD_=65536; a kernel that inherited it ran 1.7x slower."""
+    import papermill
+    seen = {}
+
+    def fake_execute_notebook(*args, **kwargs):
+        seen["trim"] = os.environ.get("MALLOC_TRIM_THRESHOLD_", "unset")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute_notebook)
+    outcome = execute.execute(tiny_paper, tmp_path)
+    assert seen == {"trim": "unset"} and outcome.exit_code == 3
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # the parent's environment is restored
