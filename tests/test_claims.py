@@ -194,6 +194,20 @@ def test_the_table_shows_the_seeds_of_the_recorded_sweep(tmp_path, monkeypatch):
     assert "seeds: 4 of 5" in text and "seeds: no sweep" in text
 
 
+@pytest.mark.parametrize("preset, overrides, shown", [("smoke", {}, True), ("full", {}, False),
+                                                      ("smoke", {"n": 3}, False)])
+def test_only_a_run_like_the_sweep_shows_its_seeds(tmp_path, monkeypatch, preset, overrides, shown):
+    sweeps = tmp_path / "data" / "sweeps"
+    sweeps.mkdir(parents=True)
+    (sweeps / "demo.json").write_text(json.dumps({"seeds": [0, 1], "claims": [
+        {"statement": "a constant", "held": [0, 1]}]}))
+    monkeypatch.chdir(tmp_path / "data")
+    cfg = setup(preset, presets={"smoke": {"n": 2}, "full": {"n": 8}}, overrides=overrides, quiet=True)
+    c = Claims(cfg, slug="demo")
+    c.close("a constant", 1.0, 1.0, tol=0.5, kind="theory", source="Eq. 1")
+    assert ("seeds: 2 of 2" in c.table().text()) == shown
+
+
 def test_results_are_plain_json():
     c = Claims()
     c.check("values", measured={"nan": float("nan"), "tensor": np.float32(0.5), "n": np.int64(3)},

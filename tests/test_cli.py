@@ -42,6 +42,7 @@ def test_bad_paper_exits_2(runner, args, message):
     (["run", "tiny", "-p", "draws=many"], "draws == 'many' is not a int"),
     (["run", "tiny", "-p", "seed=x"], "seed == 'x' is not a int"),
     (["run", "tiny", "-p", "scale"], "KEY=VALUE"),
+    (["run", "tiny", "--cell-timeout", "0"], "x>=1"),
     (["sweep", "tiny", "--seeds", "4-0"], "backwards"),
     (["sweep", "tiny", "--preset", "huge"], "unknown preset"),
     (["sweep", "tiny", "--workers", "2", "--scheduler", "tcp://x:1"], "not both"),
@@ -71,6 +72,21 @@ def test_run_with_a_preset_setting_shows_it(runner, monkeypatch, tiny_paper, tmp
     assert result.exit_code == 0, result.output
     assert "'overrides': {'draws': 4}" in result.output and "draws=4" in result.output
     assert json.loads((tmp_path / "tiny.json").read_text())["provenance"]["config"]["draws"] == 4
+
+
+def test_run_passes_the_cell_timeout(runner, monkeypatch, tiny_paper, tmp_path):
+    monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
+    seen = {}
+
+    def fake_execute(paper, out, *, parameters, timeout):
+        seen["timeout"] = timeout
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli.execute, "execute", fake_execute)
+    runner.invoke(cli.main, ["run", "tiny", "--out", str(tmp_path), "--cell-timeout", "1800"])
+    assert seen == {"timeout": 1800}
+    runner.invoke(cli.main, ["run", "tiny", "--out", str(tmp_path)])
+    assert seen == {"timeout": 1200}
 
 
 def test_sweep_command(runner, monkeypatch, tiny_paper, tmp_path):

@@ -1,7 +1,7 @@
 """Tests for repro.dynamics_pde_operators (operator_data, deeponet): the GRF sampler against its kernel, the RK4 solver and the data
 generators against closed-form solutions, linear interpolation against numpy, the sensor error
-kappa's 1/m^2 rate, the DeepONet / FNN shapes, the stacked copies and their per-copy Adam against
-single models, and the vectorized trainer against single runs."""
+kappa's 1/m^2 rate, the DeepONet / FNN shapes, both stacked as copies (`repro.core.stacked`), and the
+vectorized trainer against single runs."""
 import math
 
 import numpy as np
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from repro.dynamics_pde_operators import operator_data as operators
-from repro.dynamics_pde_operators.deeponet import (DeepONet, FNNOperator, MemberAdam, StackedModels, fit_sizes,
+from repro.core.stacked import StackedModels
+from repro.dynamics_pde_operators.deeponet import (DeepONet, FNNOperator, fit_sizes,
                                                    mse, squared_errors)
 from repro.dynamics_pde_operators.operator_data import (OperatorData, concat, fewer_sensors, interp_linear, kappa,
                                                         operator_data, rbf_kernel, rk4, sample_grf)
@@ -310,41 +311,6 @@ def test_stacked_models_compute_what_their_members_compute(make):
     for e, model in enumerate(back):
         assert not model.training
         torch.testing.assert_close(out2[e], model(u[e], y[e]))
-
-
-def test_stacked_models_refuse_other_parameters():
-    class Scaled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin, self.scale = torch.nn.Linear(2, 2), torch.nn.Parameter(torch.ones(2))
-
-        def forward(self, x):
-            return self.lin(x) * self.scale
-
-    with pytest.raises(ValueError, match="scale"):
-        StackedModels([Scaled(), Scaled()])
-
-
-def test_member_adam_is_adam_at_each_copy_s_learning_rate():
-    torch.manual_seed(0)
-    w0 = torch.randn(2, 3)
-    stacked = torch.nn.Parameter(w0.clone())
-    singles = [torch.nn.Parameter(w0[e].clone()) for e in range(2)]
-    opt = MemberAdam([stacked], [1e-2, 3e-3])
-    opts = [torch.optim.Adam([singles[0]], lr=1e-2), torch.optim.Adam([singles[1]], lr=3e-3)]
-    target = torch.tensor([1.0, -2.0, 0.5])
-    for _ in range(20):
-        for o in [opt, *opts]:
-            o.zero_grad()
-        ((stacked - target) ** 4).sum().backward()
-        for p in singles:
-            ((p - target) ** 4).sum().backward()
-        for o in [opt, *opts]:
-            o.step()
-    for e in range(2):
-        torch.testing.assert_close(stacked[e], singles[e], rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="lrs =="):
-        MemberAdam([torch.nn.Parameter(torch.zeros(2, 1))], [1e-3, 0.0])
 
 
 def test_fit_sizes_copies_with_their_own_learning_rate_and_data():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from repro.core.models import (MLP, Ensemble, SmallCNN, count_parameters, init_linear,
+from repro.core.models import (MLP, SmallCNN, count_parameters, init_linear,
                                layer_outputs)
 
 
@@ -70,28 +70,6 @@ def test_layer_outputs_returns_each_affine_output_in_order_and_removes_its_hooks
     assert not any(m._forward_hooks for m in net.modules())
     with pytest.raises(ValueError, match="has no module of types Conv2d"):
         layer_outputs(net, x, (torch.nn.Conv2d,))
-
-
-def test_an_ensemble_runs_each_member_on_its_own_inputs_and_trains_them_separately():
-    torch.manual_seed(0)
-    nets = [MLP(3, 2, width=4, depth=1) for _ in range(3)]
-    x = torch.randn(3, 5, 3)  # one batch per member
-    ensemble = Ensemble(nets)
-    assert len(ensemble) == 3
-    assert sum(p.numel() for p in ensemble.parameters()) == 3 * count_parameters(nets[0])
-    torch.testing.assert_close(ensemble(x), torch.stack([net(xi) for net, xi in zip(nets, x)]))
-    # a step on member 0's loss alone leaves the others where they were
-    opt = torch.optim.SGD(ensemble.parameters(), lr=0.1)
-    ensemble(x)[0].pow(2).sum().backward()
-    opt.step()
-    before = [[p.detach().clone() for p in net.parameters()] for net in nets]
-    members = ensemble.members()
-    assert not all(torch.equal(a, b) for a, b in zip(members[0].parameters(), before[0]))
-    for net, old in zip(members[1:], before[1:]):
-        assert all(torch.equal(a, b) for a, b in zip(net.parameters(), old))
-    torch.testing.assert_close(ensemble(x)[0], members[0](x[0]))
-    with pytest.raises(ValueError, match="at least one model"):
-        Ensemble([])
 
 
 def test_layer_factories_replace_the_plain_layers():

@@ -49,6 +49,7 @@ TIMING_ENV = "REPRO_TIMING"     # where report() writes the run's wall time and 
 METADATA_KEY = "repro.claims"
 MEASURED_PREFIX = "    measured: "
 SWEEPS = Path("data") / "sweeps"  # in the checkout: the recorded multi-seed sweeps
+SWEPT_PRESET = "smoke"            # the preset those sweeps run, with nothing overridden
 KINDS = {"paper": "Findings of the paper", "theory": "Derivations and predictions of the paper",
          "ours": "Findings of this notebook, beyond the paper",
          "sanity": "Sanity checks of our implementation (not counted)"}
@@ -223,7 +224,11 @@ class Claims:
                 "all_expected_hold": not self.failed()}
 
     def table(self) -> "ClaimsTable":
-        return ClaimsTable(self.results()["claims"], sweep_seeds(find_sweep(self.slug) if self.slug else None))
+        """The table, with the seed counts of the recorded sweep when this run is one of its kind
+        (its preset, nothing overridden): a full run or an overridden one is not what was swept."""
+        swept = self.cfg is None or (self.cfg.preset == SWEPT_PRESET and not self.cfg.overridden)
+        path = find_sweep(self.slug) if self.slug and swept else None
+        return ClaimsTable(self.results()["claims"], sweep_seeds(path))
 
     def report(self):
         """Show the table, write the results file when asked, raise if an expected claim failed."""

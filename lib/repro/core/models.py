@@ -1,19 +1,16 @@
 """Small models shared by the notebooks: an MLP with a choice of activation, normalization and
-initialization, a small CNN, the outputs of chosen layers, and ensembles of copies of one model
-trained in one vectorized call.
+initialization, a small CNN and the outputs of chosen layers (copies of one model trained at once: `stacked`).
 
 MLP and SmallCNN build their layers through factories (`linear`, `conv`, `norm`), so a theme can
 swap in its own layers (weight normalization does) without a second copy of the network.
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
 from . import activations
 from .validation import check_choice, check_int
@@ -143,44 +140,6 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layer_types=AFFINE) -> list
         for h in hooks:
             h.remove()
     return outs
-
-
-class Ensemble(nn.Module):
-    """Copies of one architecture with their own weights, run in one vectorized call
-    (torch.func.vmap over their stacked parameters): `ensemble(*inputs)` takes inputs with a
-    leading member dimension and returns outputs with one, so several models train in one loop
-    for little more than the cost of one. `members()` gives them back as ordinary modules.
-    Introduced in: notebooks/dynamics-pde-operators/deeponet.ipynb"""
-
-    def __init__(self, models: list[nn.Module]):
-        super().__init__()
-        if not models:
-            raise ValueError("an ensemble needs at least one model")
-        params, buffers = stack_module_state(models)
-        # parameter names may not contain dots: "branch.0.weight" is kept as "branch:0:weight"
-        self.stacked = nn.ParameterDict({name.replace(".", ":"): nn.Parameter(p)
-                                         for name, p in params.items()})
-        self.stacked_buffers = buffers
-        # plain attributes, not submodules: only the stacked weights are the ensemble's parameters
-        object.__setattr__(self, "_models", list(models))
-        object.__setattr__(self, "_base", copy.deepcopy(models[0]).to("meta"))
-
-    def __len__(self) -> int:
-        return len(self._models)
-
-    def forward(self, *inputs):
-        params = {name.replace(":", "."): p for name, p in self.stacked.items()}
-        call = lambda p, b, *x: functional_call(self._base, (p, b), x)  # noqa: E731
-        return vmap(call)(params, self.stacked_buffers, *inputs)
-
-    @torch.no_grad()
-    def members(self) -> list[nn.Module]:
-        """The member models with the ensemble's current weights, in eval mode."""
-        for e, model in enumerate(self._models):
-            for name, p in model.named_parameters():
-                p.copy_(self.stacked[name.replace(".", ":")][e])
-            model.eval()
-        return self._models
 
 
 def count_parameters(model: nn.Module) -> int:

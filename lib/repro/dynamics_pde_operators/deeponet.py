@@ -4,7 +4,6 @@ training sets, learning rates or input functions) for learning curves and learni
 """
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 
 from ..core import activations, train
 from ..core.models import MLP
+from ..core.stacked import MemberAdam, StackedModels
 from .operator_data import OperatorData
 
 
@@ -63,103 +63,6 @@ class FNNOperator(nn.Module):
             raise ValueError(f"u has shape {tuple(u.shape)}; it must be (..., B, m) with m = {self.m}")
         u_rep = u.unsqueeze(-2).expand(*u.shape[:-1], y.shape[-1], self.m)     # (..., P, m)
         return self.net(torch.cat([u_rep, y.unsqueeze(-1)], dim=-1)).squeeze(-1)
-
-
-class _StackedLinear(nn.Module):
-    """E linear layers applied at once: x (E, ..., d_in) -> (E, ..., d_out) by one batched matmul."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.weight = nn.Parameter(weight)                        # (E, d_in, d_out)
-        self.bias = None if bias is None else nn.Parameter(bias)  # (E, 1, d_out)
-
-    def forward(self, x):
-        e, d_in = x.shape[0], x.shape[-1]
-        flat = x.reshape(e, -1, d_in)
-        out = torch.bmm(flat, self.weight) if self.bias is None else torch.baddbmm(self.bias, flat, self.weight)
-        return out.reshape(*x.shape[:-1], out.shape[-1])
-
-
-class StackedModels(nn.Module):
-    """E copies of one architecture with their own weights, run as one module: every nn.Linear
-    becomes a batched matmul over the copies, so inputs and outputs carry a leading copy dimension
-    E. Its modules must be nn.Linear layers, elementwise ones (activations) and scalar parameters
-    (a DeepONet's bias b_0, stacked as (E, 1, 1) to broadcast over (E, B, P) outputs); faster on
-    a CPU than torch.func.vmap for small networks. `members()` gives the copies back.
-
-    Introduced in: notebooks/dynamics-pde-operators/deeponet.ipynb
-    """
-
-    def __init__(self, models: list[nn.Module]):
-        super().__init__()
-        if not models:
-            raise ValueError("StackedModels needs at least one model")
-        self.template = copy.deepcopy(models[0])
-        self._linear, self._scalar = [], []
-        for name, module in list(self.template.named_modules()):
-            if isinstance(module, nn.Linear):
-                layers = [m.get_submodule(name) for m in models]
-                w = torch.stack([layer.weight.detach().T for layer in layers])
-                b = None if module.bias is None else torch.stack([layer.bias.detach()[None] for layer in layers])
-                parent, _, leaf = name.rpartition(".")
-                setattr(self.template.get_submodule(parent) if parent else self.template, leaf,
-                        _StackedLinear(w.clone(), None if b is None else b.clone()))
-                self._linear.append(name)
-        for name, p in list(self.template.named_parameters()):
-            owner, _, leaf = name.rpartition(".")
-            if isinstance(self.template.get_submodule(owner) if owner else self.template, _StackedLinear):
-                continue
-            if p.dim() != 0:
-                raise ValueError(f"parameter {name} of shape {tuple(p.shape)}: only nn.Linear layers and "
-                                 "scalar parameters can be stacked")
-            mod = self.template.get_submodule(owner) if owner else self.template
-            value = torch.stack([m.get_parameter(name).detach() for m in models]).reshape(-1, 1, 1)
-            setattr(mod, leaf, nn.Parameter(value.clone()))
-            self._scalar.append(name)
-        object.__setattr__(self, "_models", list(models))
-
-    def __len__(self) -> int:
-        return len(self._models)
-
-    def forward(self, *inputs):
-        return self.template(*inputs)
-
-    @torch.no_grad()
-    def members(self) -> list[nn.Module]:
-        """The copies as ordinary modules with the stacked weights, in eval mode."""
-        for e, model in enumerate(self._models):
-            for name in self._linear:
-                stacked, layer = self.template.get_submodule(name), model.get_submodule(name)
-                layer.weight.copy_(stacked.weight[e].T)
-                if layer.bias is not None:
-                    layer.bias.copy_(stacked.bias[e, 0])
-            for name in self._scalar:
-                model.get_parameter(name).copy_(self.template.get_parameter(name)[e, 0, 0])
-            model.eval()
-        return self._models
-
-
-class MemberAdam(torch.optim.Adam):
-    """Adam with one learning rate per copy of a StackedModels: every parameter's first dimension
-    indexes the copies, and copy e moves by lrs[e] times the step Adam takes at learning rate 1
-    (Adam's moments do not depend on the learning rate, so this is Adam run at lrs[e] on each copy;
-    a scheduler scales all of them alike). Introduced in: notebooks/dynamics-pde-operators/deeponet.ipynb"""
-
-    def __init__(self, params, lrs):
-        params = list(params)
-        super().__init__(params, lr=1.0)
-        self.lrs = torch.as_tensor(lrs, dtype=params[0].dtype, device=params[0].device)
-        if not (self.lrs > 0).all():
-            raise ValueError(f"lrs == {self.lrs.tolist()}, each must be > 0")
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        params = [p for g in self.param_groups for p in g["params"]]
-        before = [p.detach().clone() for p in params]
-        loss = super().step(closure)
-        for p, b in zip(params, before):
-            p.copy_(b + (p - b) * self.lrs.view(-1, *[1] * (p.dim() - 1)))
-        return loss
 
 
 @torch.no_grad()

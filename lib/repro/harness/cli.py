@@ -86,12 +86,15 @@ def list_papers(theme, status):
                    "(repeatable; checked against the type of its default).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for <slug>.ipynb, <slug>.json and <slug>.timing.json [default: runs/].")
-def run(paper, preset, seed, assignments, out):
+@click.option("--cell-timeout", type=click.IntRange(min=1), default=1200, show_default=True,
+              help="Seconds one cell may run before the notebook is stopped (a full preset on a CPU "
+                   "may need more).")
+def run(paper, preset, seed, assignments, out, cell_timeout):
     """Execute PAPER's notebook (a slug or a catalog id) with papermill."""
     p = paper_with_notebook(paper)
     parameters = checked_parameters(p, preset, seed, assignments)
     click.echo(f"running {p.slug} with {parameters or 'the defaults'} ...")
-    outcome = execute.execute(p, out_folder(out), parameters=parameters)
+    outcome = execute.execute(p, out_folder(out), parameters=parameters, timeout=cell_timeout)
     print_outcome(outcome)
     sys.exit(outcome.exit_code)
 
@@ -128,7 +131,7 @@ def sweep(paper, seeds, preset, assignments, workers, scheduler, out, record):
     """Run PAPER over several seeds in parallel on dask and summarise each claim."""
     if workers is not None and scheduler:
         fail("give --workers or --scheduler, not both")
-    if record and (assignments or preset not in (None, "smoke")):
+    if record and (assignments or preset not in (None, sweep_mod.SWEPT_PRESET)):
         fail("--record keeps a sweep of the notebook as committed: the smoke preset, without -p")
     if workers is not None and workers < 1:
         fail(f"--workers == {workers}, must be >= 1")

@@ -6,7 +6,7 @@ import re
 import statistics
 from pathlib import Path
 
-from ..core.claims import SWEEPS, fmt
+from ..core.claims import SWEEPS, SWEPT_PRESET, fmt
 from ..core.provenance import write_json_atomic
 from . import checkout, contract, stamps
 from .execute import EXIT_CLAIMS, EXIT_ERROR, EXIT_OK, run_many
@@ -87,7 +87,7 @@ def record(paper, summary: dict) -> Path:
     with the stamp of what it ran: the table shows its seed counts, `repro check` when it is stale."""
     nb = contract.read(paper.notebook_path)
     path = checkout.root() / SWEEPS / f"{paper.slug}.json"
-    write_json_atomic(path, {"paper": paper.slug, "seeds": summary["seeds"], "preset": "smoke",
+    write_json_atomic(path, {"paper": paper.slug, "seeds": summary["seeds"], "preset": SWEPT_PRESET,
                              "stamp": stamps.current(nb, sweep=False), "exit_codes": summary["exit_codes"],
                              "claims": summary["claims"]})
     return path

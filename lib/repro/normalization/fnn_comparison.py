@@ -7,7 +7,7 @@ Tuning over a grid of learning rates means training many copies of one architect
 own learning rate. `StackedMLP` holds M such copies of a `repro.core.models.MLP` as batched weight
 tensors (M, d_in, d_out) and runs them with batched matrix products; `train_sgd` takes plain SGD
 steps with one learning rate per copy, and a copy whose loss stops being finite is frozen and
-reported as diverged without disturbing the others. (`repro.core.models.Ensemble` runs copies with
+reported as diverged without disturbing the others. (`repro.core.stacked.Ensemble` runs copies with
 vmap over `functional_call`: for five to seven copies of an 8-layer net of width 32-64 a step cost
 about five times more that way on one CPU thread, and one optimizer gives every copy the same
 learning rate.) `average_ranks` and `rank_gap` turn test accuracies into the paper's average ranks,

@@ -28,27 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core import train
+from ..core.stacked import StackedLinear
 from ..core.validation import check_int
 from .planar_radial import annealing, planar_layers, planar_u_hat
-
-
-class StackedLinear(nn.Module):
-    """C independent linear layers applied side by side: x (C, N, d_in) -> (C, N, d_out).
-
-    Introduced in: notebooks/normalizing-flows/variational-inference-with-normalizing-flows.ipynb
-    """
-
-    def __init__(self, copies: int, d_in: int, d_out: int, scale: float = 1.0):
-        super().__init__()
-        bound = scale / math.sqrt(d_in)                               # torch's default range, scaled
-        self.weight = nn.Parameter(torch.empty(copies, d_in, d_out).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.zeros(copies, 1, d_out))
-
-    def forward(self, x, index=None):
-        """x (C, N, d_in), or (len(index), N, d_in) through the layers `index` only."""
-        if index is None:
-            return torch.baddbmm(self.bias, x, self.weight)
-        return torch.baddbmm(self.bias[index], x, self.weight[index])
 
 
 class FlowVAE(nn.Module):
@@ -66,11 +48,11 @@ class FlowVAE(nn.Module):
             raise ValueError("lengths is empty: give one flow length per model")
         self.latent, self.max_length = check_int("latent", latent), max(self.lengths)
         copies, d, k = len(self.lengths), self.latent, self.max_length
-        self.enc1 = StackedLinear(copies, check_int("n_pixels", n_pixels), check_int("hidden", hidden))
+        self.enc1 = StackedLinear.uniform(copies, check_int("n_pixels", n_pixels), check_int("hidden", hidden))
         # read-out: mu, log sigma, then per layer w (d), u (d), b (1); small, so flows start near identity
-        self.enc2 = StackedLinear(copies, hidden, 2 * d + k * (2 * d + 1), scale=0.1)
-        self.dec1 = StackedLinear(copies, d, hidden)
-        self.dec2 = StackedLinear(copies, hidden, n_pixels)
+        self.enc2 = StackedLinear.uniform(copies, hidden, 2 * d + k * (2 * d + 1), scale=0.1)
+        self.dec1 = StackedLinear.uniform(copies, d, hidden)
+        self.dec2 = StackedLinear.uniform(copies, hidden, n_pixels)
         mask = torch.tensor([[float(j < n) for j in range(k)] for n in self.lengths])
         self.register_buffer("mask", mask.view(copies, 1, k, 1))     # 1 for the layers a model uses
         self.flows_on = True                                         # False: every model is its K = 0 self

@@ -3,7 +3,7 @@ Adam's step size (Kingma & Ba, 2015).
 
 Every optimizer here updates each coordinate on its own, theta <- theta - lr * D, where the direction
 D depends on the gradients seen so far and not on lr. So `lr` may be one number or a tensor with one
-rate per member of a stack of models (`members.Members`): the leading dimension of every parameter
+rate per member of a stack of models (`repro.core.stacked`): the leading dimension of every parameter
 indexes the member, and the members train exactly as separate runs would, each with its own rate.
 After each step `state[p]["delta"]` holds the step just taken, theta_{t-1} - theta_t.
 
