@@ -1,0 +1,394 @@
+"""The chapter's benchmark: a few small tasks and one procedure that compares optimizers on them.
+
+Comparisons of optimizers are where unfair tuning hides, so every notebook of the chapter compares
+the same way (`compare`):
+
+1. each optimizer's learning rate is tuned by `repro.core.tuning.tune` on the first seed, on its own
+   grid, every grid as long as the others (the same budget for every optimizer); the score is the
+   final held-out loss; a best rate at the edge of its grid is refused (GridEdgeError), a rate whose
+   run diverged is recorded and never chosen. (The held-out set that tunes is the one the summary
+   reports: at this size there is no third split. The rate is tuned on the first seed only; the
+   other seeds measure the spread at that rate.)
+2. each optimizer then runs at its chosen rate on every seed (the first seed's run is the tuning
+   run itself), and the curves, the grids, the chosen rates and a summary come back as tidy tables.
+
+A run diverges when its training loss (>= 0, a cross-entropy here) becomes non-finite or exceeds
+`diverge_factor` times its first value, or when its held-out loss becomes non-finite: it stops
+there and is reported as diverged.
+The wall time of a run counts the training steps only (forward, backward and update, timed with
+time.perf_counter), neither drawing the batches nor evaluating.
+
+The tasks (`tasks()`, `task(name)`), each with a smoke-size step budget. "One run" gives the
+seconds of one run at that budget with Adam on one CPU thread of the shared 2-core machine (load
+about 8): the training steps, then the whole run with its 10 evaluations. The first run in a
+process adds about 3 s of torch's one-time start-up.
+
+| name             | model                           | data                  | steps | one run  |
+| ---------------- | ------------------------------- | --------------------- | ----- | -------- |
+| logistic         | logistic regression             | digits, batch 64      | 100   | 0.1, 0.1 |
+| mlp              | MLP, 2 hidden layers of 64      | digits, batch 64      | 100   | 0.1, 0.2 |
+| cnn              | SmallCNN, 16 channels           | digits as 1x8x8, b 64 | 60    | 0.4, 0.6 |
+| char-transformer | TinyTransformer, 2 layers x 64  | Markov text, b 16x32  | 40    | 1.0, 1.7 |
+
+The digits tasks evaluate the cross-entropy and accuracy on the held-out quarter of sklearn's
+digits (`repro.core.data.sklearn_dataset("digits")`). The transformer reads 16 windows of 32
+characters a step from 100,000 characters of an order-2 chain over 8 symbols, and is evaluated on
+128 held-out windows; the chain's entropy rate (0.94 nats per character, against log 8 = 2.08) is
+the task's `floor`: no model gets below it.
+
+Introduced in: notebooks/optimization/adahessian.ipynb
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..core import train
+from ..core.data import sklearn_dataset
+from ..core.models import MLP, SmallCNN
+from ..core.text import MarkovText, fixed_windows, windows
+from ..core.transformer import TinyTransformer, next_token_loss
+from ..core.tuning import GridEdgeError, tune
+from ..core.validation import check_int, check_positive
+
+CURVE_COLUMNS = ["optimizer", "lr", "seed", "step", "time_s", "loss", "eval_loss"]
+GRID_COLUMNS = ["optimizer", "lr", "score", "diverged"]
+SUMMARY_COLUMNS = ["optimizer", "lr", "seeds", "diverged", "final_eval_loss_mean",
+                   "final_eval_loss_sd", "time_per_step_ms"]
+
+
+@dataclass
+class Task:
+    """One benchmark task: `make_model()` builds a fresh model (the caller seeds torch first),
+    `batches(seed)` yields the training batches of a run, `loss(model, batch)` is the training
+    loss, `evaluate(model)` returns {"eval_loss": ...} and, where it means something,
+    {"eval_accuracy": ...} on held-out data, and `steps` is the smoke-size step budget. `floor`
+    is a known lower bound of the eval loss (the text's entropy rate), or None.
+    Introduced in: notebooks/optimization/adahessian.ipynb
+    """
+
+    name: str
+    make_model: Callable[[], nn.Module]
+    batches: Callable[[int], Iterator]
+    loss: Callable[[nn.Module, object], torch.Tensor]
+    evaluate: Callable[[nn.Module], dict]
+    steps: int
+    floor: float | None = None
+
+
+def _classification_eval(x, y) -> Callable[[nn.Module], dict]:
+    def evaluate(model):
+        with train.evaluating(model):
+            logits = model(x)
+        return {"eval_loss": F.cross_entropy(logits, y).item(),
+                "eval_accuracy": (logits.argmax(-1) == y).float().mean().item()}
+    return evaluate
+
+
+def _digits_task(name: str, make_model: Callable, steps: int, image: bool = False) -> Task:
+    split = sklearn_dataset("digits")  # 1347 train, 450 held-out images, standardized pixels
+    shape = (-1, 1, 8, 8) if image else (-1, 64)
+    x_train, x_test = split.x_train.reshape(shape), split.x_test.reshape(shape)
+    return Task(name, make_model,
+                batches=lambda seed: train.batches(x_train, split.y_train, batch_size=64,
+                                                   seed=seed),
+                loss=train.cross_entropy, evaluate=_classification_eval(x_test, split.y_test),
+                steps=steps)
+
+
+def _text_task() -> Task:
+    # 8 symbols rather than 16: with 16 the tiny transformer sits on the symbol frequencies'
+    # plateau for ~300 steps before it learns to attend to the previous character; with 8 it
+    # learns from the first steps, so even the smoke budget compares something
+    chain = MarkovText.random(vocab_size=8, order=2, concentration=0.2, seed=0)
+    context = 32
+    train_ids = chain.sample(100_000, seed=0)
+    x_test, y_test = fixed_windows(chain.sample(128 * context + 1, seed=1), context)
+
+    def evaluate(model):
+        with train.evaluating(model):
+            return {"eval_loss": next_token_loss(model, (x_test, y_test)).item()}
+
+    return Task("char-transformer", lambda: TinyTransformer(chain.vocab_size, context=context),
+                batches=lambda seed: windows(train_ids, context, batch_size=16, seed=seed),
+                loss=next_token_loss, evaluate=evaluate, steps=40, floor=chain.entropy_rate())
+
+
+_TASKS = {
+    "logistic": lambda: _digits_task("logistic", lambda: nn.Linear(64, 10), steps=100),
+    "mlp": lambda: _digits_task("mlp", lambda: MLP(64, 10, width=64, depth=2), steps=100),
+    "cnn": lambda: _digits_task("cnn", lambda: SmallCNN(1, 10, length=8, dims=2, channels=16),
+                                steps=60, image=True),
+    "char-transformer": _text_task,
+}
+
+
+def _build(name: str) -> Task:
+    if name not in _TASKS:
+        raise ValueError(f"unknown task {name!r}; the tasks are {', '.join(map(repr, _TASKS))}")
+    return _TASKS[name]()
+
+
+def task(name: str) -> Task:
+    """The benchmark task called `name` (see `tasks()`).
+    Introduced in: notebooks/optimization/adahessian.ipynb"""
+    return _build(name)
+
+
+def tasks() -> dict[str, Task]:
+    """Every benchmark task by name, in the order of the module's table.
+    Introduced in: notebooks/optimization/adahessian.ipynb"""
+    return {name: build() for name, build in _TASKS.items()}
+
+
+@dataclass
+class Comparison:
+    """What `compare` returns: tidy tables, one row per observation.
+
+    - curves: optimizer, lr, seed, step, time_s (cumulative training time), loss (training, on the
+      step's batch, before its update), eval_loss (every `eval_every` steps and at the last, NaN
+      between) and eval_accuracy when the task has it; a diverged run stops at its last step.
+    - grid: optimizer, lr, score (final eval loss on the first seed, NaN when diverged), diverged.
+    - chosen: optimizer, lr, score: the tuned rate.
+    - summary: per optimizer at its rate: seeds, diverged (how many seeds), final_eval_loss_mean and
+      _sd over the seeds that did not diverge, final_eval_accuracy_mean when the task has it,
+      time_per_step_ms; with a target, steps_to_target_mean (over the seeds that reached it, at the
+      resolution of eval_every), time_to_target_s_mean and reached_target (how many seeds).
+    Introduced in: notebooks/optimization/adahessian.ipynb
+    """
+
+    task: str
+    curves: pd.DataFrame
+    grid: pd.DataFrame
+    chosen: pd.DataFrame
+    summary: pd.DataFrame
+    floor: float | None = None
+    target: float | None = None
+
+
+def _run(task: Task, make_optimizer: Callable, lr: float, seed: int, *, steps: int, eval_every: int,
+         diverge_factor: float, create_graph: bool, takes_model: bool) -> tuple[pd.DataFrame, bool]:
+    """Train one model; return its curve and whether it diverged."""
+    torch.manual_seed(seed)
+    model = task.make_model()
+    optimizer = make_optimizer(model if takes_model else model.parameters(), lr)
+    data = task.batches(seed)
+    rows, elapsed, first = [], 0.0, None
+    for step in range(1, steps + 1):
+        batch = next(data)
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            loss = task.loss(model, batch)
+            loss.backward(create_graph=create_graph)
+            return loss
+
+        start = time.perf_counter()
+        loss = optimizer.step(closure)
+        if loss is None:
+            raise TypeError(f"{type(optimizer).__name__}.step(closure) returned None: the "
+                            "benchmark needs an optimizer that calls the closure and returns "
+                            "its loss")
+        loss = loss.item()  # .item() waits for the step to finish
+        elapsed += time.perf_counter() - start
+        first = loss if first is None else first
+        row = {"step": step, "time_s": elapsed, "loss": loss, "eval_loss": math.nan}
+        diverged = not math.isfinite(loss) or loss > diverge_factor * first
+        if not diverged and (step % eval_every == 0 or step == steps):
+            row.update(task.evaluate(model))
+            diverged = not math.isfinite(row["eval_loss"])
+        rows.append(row)
+        if diverged:
+            break
+    optimizer.zero_grad(set_to_none=True)  # a create_graph gradient holds a cycle to its parameter
+    return pd.DataFrame(rows), diverged
+
+
+def _final_eval_loss(curve: pd.DataFrame, diverged: bool) -> float:
+    return math.nan if diverged else float(curve.eval_loss.iloc[-1])
+
+
+def _check_grids(optimizers: dict, lr_grids: dict) -> None:
+    if not optimizers or not all(callable(make) for make in optimizers.values()):
+        raise ValueError("optimizers must map each name to a factory make(params, lr) -> optimizer")
+    if set(lr_grids) != set(optimizers):
+        raise ValueError(f"lr_grids must have one grid per optimizer: optimizers "
+                         f"{sorted(optimizers)}, grids {sorted(lr_grids)}")
+    lengths = {name: len(list(lr_grids[name])) for name in optimizers}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"every optimizer's grid must have the same length (the same tuning "
+                         f"budget), got {lengths}")
+    for name in optimizers:
+        grid = np.asarray(list(lr_grids[name]), dtype=float)
+        valid = np.all(np.isfinite(grid) & (grid > 0)) and np.all(np.diff(grid) > 0)
+        if len(grid) < 3 or not valid:
+            raise ValueError(f"lr_grids[{name!r}] == {list(lr_grids[name])}, must be at least 3 "
+                             "increasing rates > 0")
+
+
+def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict, seeds,
+            steps: int | None = None, eval_every: int | None = None, target: float | None = None,
+            diverge_factor: float = 10.0, create_graph=(), takes_model=()) -> Comparison:
+    """Compare optimizers on `task` (a Task or a task's name) with the same tuning budget.
+
+    `optimizers` maps a name to a factory make(params, lr); `lr_grids` maps the same names to
+    increasing grids of learning rates, all of one length. Each optimizer's rate is tuned on
+    seeds[0] by its final eval loss (GridEdgeError when the best is at its grid's edge), then it
+    runs at that rate on every seed. `steps` defaults to the task's budget; the eval loss is
+    measured every `eval_every` steps (default steps // 10) and at the last. `target` (an eval
+    loss) adds steps-to-target to the summary. `create_graph` names the optimizers whose backward
+    must build the graph for Hessian-vector products (loss.backward(create_graph=True)), and
+    `takes_model` those whose factory is make(model, lr), for an optimizer that needs the model
+    itself (parameters split by role, or hooks on the layers).
+    Every step goes through optimizer.step(closure), so optimizers that need a closure work too.
+    Introduced in: notebooks/optimization/adahessian.ipynb
+    """
+    task = _build(task) if isinstance(task, str) else task  # `task` the argument hides task()
+    _check_grids(optimizers, lr_grids)
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds == {seeds}, must be distinct ints, at least one")
+    seeds = [int(s) for s in seeds]
+    steps = task.steps if steps is None else check_int("steps", steps)
+    eval_every = max(1, steps // 10) if eval_every is None else check_int("eval_every", eval_every)
+    check_positive("diverge_factor", diverge_factor)
+    if target is not None:
+        check_positive("target", target)
+    create_graph, takes_model = (_names(arg, value, optimizers) for arg, value in
+                                 (("create_graph", create_graph), ("takes_model", takes_model)))
+
+    curves, grids, chosen = [], [], []
+    for name, make in optimizers.items():
+        settings = dict(steps=steps, eval_every=eval_every, diverge_factor=diverge_factor,
+                        create_graph=name in create_graph, takes_model=name in takes_model)
+        tuning_runs = {}
+
+        def score(lr):
+            tuning_runs[lr] = _run(task, make, lr, seeds[0], **settings)
+            return _final_eval_loss(*tuning_runs[lr])
+
+        grid = list(lr_grids[name])
+        try:
+            tuned = tune(score, grid, name="lr")
+        except GridEdgeError as edge:
+            scores = {lr: round(_final_eval_loss(*run), 4) for lr, run in tuning_runs.items()}
+            raise GridEdgeError(f"{name} on {task.name}: {edge}; final eval losses {scores}"
+                                ) from edge
+        except ValueError as every_diverged:
+            raise ValueError(f"{name} on {task.name}: {every_diverged}") from every_diverged
+        grids.append(tuned.table.assign(optimizer=name))
+        chosen.append({"optimizer": name, "lr": tuned.best, "score": tuned.score})
+        for seed in seeds:
+            curve, diverged = (tuning_runs[tuned.best] if seed == seeds[0] else
+                               _run(task, make, tuned.best, seed, **settings))
+            curves.append(curve.assign(optimizer=name, lr=tuned.best, seed=seed, diverged=diverged))
+
+    curves = pd.concat(curves, ignore_index=True)
+    summary = _summary(curves, target)
+    curves = curves.drop(columns="diverged")
+    extra = [c for c in curves.columns if c not in CURVE_COLUMNS]
+    return Comparison(task=task.name, curves=curves[CURVE_COLUMNS + extra],
+                      grid=pd.concat(grids, ignore_index=True)[GRID_COLUMNS],
+                      chosen=pd.DataFrame(chosen), summary=summary, floor=task.floor, target=target)
+
+
+def _names(arg: str, names, optimizers: dict) -> set:
+    names = {names} if isinstance(names, str) else set(names)
+    if names - set(optimizers):
+        raise ValueError(f"{arg} names {sorted(names - set(optimizers))}, which are not among "
+                         f"the optimizers {sorted(optimizers)}")
+    return names
+
+
+def _summary(curves: pd.DataFrame, target: float | None) -> pd.DataFrame:
+    rows = []
+    for name, runs in curves.groupby("optimizer", sort=False):
+        finals = runs.groupby("seed").tail(1)
+        kept = finals[~finals.diverged]
+        row = {"optimizer": name, "lr": runs.lr.iloc[0], "seeds": len(finals),
+               "diverged": int(finals.diverged.sum()),
+               "final_eval_loss_mean": kept.eval_loss.mean(),
+               "final_eval_loss_sd": kept.eval_loss.std(ddof=1),
+               "time_per_step_ms": (1e3 * finals.time_s / finals.step).mean()}
+        if "eval_accuracy" in runs:
+            row["final_eval_accuracy_mean"] = kept.eval_accuracy.mean()
+        if target is not None:
+            hits = runs[runs.eval_loss <= target].groupby("seed").head(1)
+            row.update(steps_to_target_mean=hits.step.mean(),
+                       time_to_target_s_mean=hits.time_s.mean(), reached_target=len(hits))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_comparison(result: Comparison, loss: str = "eval_loss") -> plt.Figure:
+    """Three panels in the book's style: `loss` ("eval_loss" or the training "loss") against steps
+    and against wall time (the mean over seeds, shaded from the lowest to the highest seed), and
+    each optimizer's learning-rate grid (score against lr on a log axis; the chosen rate a star,
+    diverged rates crosses along the top). The task's floor is dashed, the target dotted.
+    Introduced in: notebooks/optimization/adahessian.ipynb
+    """
+    if loss not in ("eval_loss", "loss"):
+        raise ValueError(f"loss == {loss!r}, must be 'eval_loss' or 'loss'")
+    names = list(result.chosen.optimizer)
+    colors = dict(zip(names, sns.color_palette(n_colors=len(names))))
+    fig, (by_step, by_time, grid_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name in names:
+        runs = result.curves[(result.curves.optimizer == name) & np.isfinite(result.curves[loss])]
+        stats = runs.groupby("step").agg(mean=(loss, "mean"), low=(loss, "min"), high=(loss, "max"),
+                                         time_s=("time_s", "mean"))
+        for ax, x in ((by_step, stats.index), (by_time, stats.time_s)):
+            ax.plot(x, stats["mean"], color=colors[name], label=name)
+            ax.fill_between(x, stats.low, stats.high, color=colors[name], alpha=0.2, linewidth=0)
+        _plot_grid(grid_ax, result, name, colors[name])
+    label = "held-out loss" if loss == "eval_loss" else "training loss"
+    for ax, xlabel in ((by_step, "step"), (by_time, "wall time of the steps (s)")):
+        for level, style, what in ((result.floor, "--", "floor"), (result.target, ":", "target")):
+            if level is not None:
+                ax.axhline(level, color="0.4", linestyle=style, linewidth=1, label=what)
+        ax.set(xlabel=xlabel, ylabel=label, yscale="log")
+        _plain_log_labels(ax.yaxis)
+    by_step.legend()
+    by_step.set_title(f"{result.task}: mean over seeds, range shaded")
+    grid_ax.set(xscale="log", xlabel="learning rate", ylabel="final held-out loss, first seed",
+                title="star: chosen rate, x: diverged")
+    fig.tight_layout()
+    return fig
+
+
+def _plain_log_labels(axis) -> None:
+    """Label a log axis 1.6 rather than 1.6 x 10^0, on the ticks matplotlib would label; over more
+    than half a decade, label only the minor ticks at 2, 3 and 5 times a power of ten."""
+    major, minor = axis.get_major_formatter(), axis.get_minor_formatter()
+
+    def minor_label(v, pos):
+        low, high = axis.get_view_interval()
+        mantissa = round(v / 10 ** math.floor(math.log10(v)), 6)
+        crowded = high / low > 3 and mantissa not in (2, 3, 5)
+        return f"{v:g}" if minor(v, pos) and not crowded else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, pos: f"{v:g}" if major(v, pos) else ""))
+    axis.set_minor_formatter(FuncFormatter(minor_label))
+
+
+def _plot_grid(ax, result: Comparison, name: str, color) -> None:
+    rows = result.grid[result.grid.optimizer == name]
+    finite = rows[~rows.diverged]
+    ax.plot(finite.lr, finite.score, "o-", color=color, label=name)
+    if rows.diverged.any():
+        # crosses along the top of the panel: a diverged rate has no score to plot
+        ax.plot(rows.lr[rows.diverged], np.full(rows.diverged.sum(), 0.95), "x", color=color,
+                transform=ax.get_xaxis_transform(), markersize=8)
+    best = result.chosen[result.chosen.optimizer == name].iloc[0]
+    ax.plot(best.lr, best.score, "*", color=color, markersize=15, markeredgecolor="black")

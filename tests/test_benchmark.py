@@ -1,0 +1,195 @@
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from repro.core.tuning import GridEdgeError  # noqa: E402
+from repro.optimization import benchmark  # noqa: E402
+
+OPTIMIZERS = {"SGD": lambda params, lr: torch.optim.SGD(params, lr=lr),
+              "Adam": lambda params, lr: torch.optim.Adam(params, lr=lr)}
+# 30 steps on the digits: SGD is best near 3 and diverges at 1e3, Adam is best near 0.03
+GRIDS = {"SGD": [0.3, 3.0, 1e3], "Adam": [3e-3, 3e-2, 3e-1]}
+SMALL = dict(lr_grids=GRIDS, seeds=[0, 1], steps=30, eval_every=5)
+
+
+@pytest.fixture(scope="module")
+def logistic():
+    return benchmark.task("logistic")
+
+
+@pytest.fixture(scope="module")
+def result(logistic):
+    return benchmark.compare(OPTIMIZERS, logistic, target=0.5, **SMALL)
+
+
+def test_each_optimizer_is_tuned_on_its_own_grid_of_one_length(result):
+    grid = result.grid
+    assert grid.groupby("optimizer").size().to_dict() == {"SGD": 3, "Adam": 3}
+    for name, rates in GRIDS.items():
+        assert grid[grid.optimizer == name].lr.tolist() == rates
+    assert result.chosen.set_index("optimizer").lr.to_dict() == {"SGD": 3.0, "Adam": 3e-2}
+    # the chosen rate's score is the best finite score of its grid
+    for name, rows in grid.groupby("optimizer"):
+        chosen = result.chosen.set_index("optimizer").loc[name]
+        assert chosen.score == rows.score.min()
+
+
+def test_a_diverging_rate_is_recorded_and_never_chosen(result):
+    sgd = result.grid[result.grid.optimizer == "SGD"].set_index("lr")
+    assert bool(sgd.diverged[1e3]) and math.isnan(sgd.score[1e3])
+    assert not sgd.diverged[[0.3, 3.0]].any()
+    assert 1e3 not in result.chosen.lr.tolist()
+    assert (result.summary.diverged == 0).all()
+
+
+def test_seeds_give_different_curves_and_one_seed_the_same_curve(result, logistic):
+    curves = result.curves
+    adam = curves[curves.optimizer == "Adam"]
+    first, second = (adam[adam.seed == s].loss.to_numpy() for s in (0, 1))
+    assert len(first) == len(second) == 30 and not np.allclose(first, second)
+    again = benchmark.compare(OPTIMIZERS, logistic, **SMALL).curves
+    numbers = ["step", "loss", "eval_loss", "eval_accuracy"]  # time_s differs from run to run
+    pd.testing.assert_frame_equal(curves[numbers], again[numbers])
+
+
+def test_the_tables_have_their_documented_columns(result):
+    assert list(result.curves.columns) == benchmark.CURVE_COLUMNS + ["eval_accuracy"]
+    assert list(result.grid.columns) == benchmark.GRID_COLUMNS
+    assert list(result.chosen.columns) == ["optimizer", "lr", "score"]
+    assert list(result.summary.columns) == benchmark.SUMMARY_COLUMNS + [
+        "final_eval_accuracy_mean", "steps_to_target_mean", "time_to_target_s_mean",
+        "reached_target"]
+
+
+def test_curves_record_time_and_evaluations_as_documented(result):
+    run = result.curves[(result.curves.optimizer == "SGD") & (result.curves.seed == 1)]
+    assert run.step.tolist() == list(range(1, 31)) and (run.lr == 3.0).all()
+    assert (run.time_s.diff().dropna() > 0).all()
+    assert run.eval_loss.notna().tolist() == [step % 5 == 0 for step in range(1, 31)]
+
+
+def test_the_summary_is_computed_over_seeds(result):
+    finals = result.curves.groupby(["optimizer", "seed"]).tail(1).groupby("optimizer").eval_loss
+    summary = result.summary.set_index("optimizer")
+    np.testing.assert_allclose(summary.final_eval_loss_mean[finals.mean().index], finals.mean())
+    np.testing.assert_allclose(summary.final_eval_loss_sd[finals.std().index], finals.std())
+    # steps to target: the first evaluation at or below it, on every seed that got there
+    curves = result.curves
+    for name, runs in curves.groupby("optimizer"):
+        hits = [runs[(runs.seed == s) & (runs.eval_loss <= 0.5)].step.min() for s in (0, 1)]
+        assert summary.steps_to_target_mean[name] == np.nanmean(hits)
+        assert summary.reached_target[name] == np.isfinite(hits).sum()
+
+
+def test_the_plot_has_curves_by_step_and_time_and_the_grid(result):
+    fig = benchmark.plot_comparison(result)
+    by_step, by_time, grid = fig.axes
+    assert by_step.get_xlabel() == "step" and "wall time" in by_time.get_xlabel()
+    assert grid.get_xscale() == "log" and by_step.get_yscale() == "log"
+    assert {line.get_label() for line in by_step.get_lines()} >= {"SGD", "Adam", "target"}
+    stars = [line for line in grid.get_lines() if line.get_marker() == "*"]
+    assert sorted(line.get_xdata()[0] for line in stars) == [3e-2, 3.0]
+    crosses = [line for line in grid.get_lines() if line.get_marker() == "x"]
+    assert [line.get_xdata().tolist() for line in crosses] == [[1e3]]
+    plt.close(fig)
+
+
+def test_a_best_rate_at_the_edge_of_its_grid_is_refused(logistic):
+    with pytest.raises(GridEdgeError, match="SGD on logistic.*largest"):
+        benchmark.compare(OPTIMIZERS, logistic, lr_grids={"SGD": [1e-3, 3e-3, 1e-2],
+                                                          "Adam": GRIDS["Adam"]},
+                          seeds=[0], steps=10)
+
+
+@pytest.mark.parametrize("grids, match", [
+    ({"SGD": [0.3, 3.0, 1e3], "Adam": [1e-3, 3e-3, 3e-2, 3e-1]}, "same length"),
+    ({"SGD": [0.3, 3.0, 1e3]}, "one grid per optimizer"),
+    ({"SGD": [3.0, 0.3, 1e3], "Adam": GRIDS["Adam"]}, "increasing"),
+    ({"SGD": [0.3, 3.0], "Adam": [3e-3, 3e-2]}, "at least 3"),
+])
+def test_bad_grids_raise(grids, match, logistic):
+    with pytest.raises(ValueError, match=match):
+        benchmark.compare(OPTIMIZERS, logistic, lr_grids=grids, seeds=[0], steps=5)
+
+
+def test_a_bad_task_name_raises_listing_the_tasks():
+    with pytest.raises(ValueError, match="unknown task 'digits'.*'logistic', 'mlp', 'cnn'"):
+        benchmark.task("digits")
+    with pytest.raises(ValueError, match="unknown task"):
+        benchmark.compare(OPTIMIZERS, "digits", lr_grids=GRIDS, seeds=[0])
+
+
+def test_bad_seeds_raise(logistic):
+    with pytest.raises(ValueError, match="seeds"):
+        benchmark.compare(OPTIMIZERS, logistic, lr_grids=GRIDS, seeds=[0, 0])
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")  # expected here
+def test_create_graph_reaches_the_backward_of_the_named_optimizers(logistic):
+    seen = {}
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure):
+            loss = super().step(closure)
+            seen.setdefault(self.name, self.param_groups[0]["params"][0].grad.requires_grad)
+            return loss
+
+    def factory(name):
+        def make(params, lr):
+            opt = Recording(params, lr=lr)
+            opt.name = name
+            return opt
+        return make
+
+    benchmark.compare({"plain": factory("plain"), "hessian": factory("hessian")}, logistic,
+                      lr_grids={"plain": [0.3, 3.0, 1e3], "hessian": [0.3, 3.0, 1e3]},
+                      seeds=[0], steps=30, create_graph=["hessian"])
+    assert seen == {"plain": False, "hessian": True}
+
+
+def test_every_task_trains_and_evaluates():
+    tasks = benchmark.tasks()
+    assert list(tasks) == ["logistic", "mlp", "cnn", "char-transformer"]
+    for name, task in tasks.items():
+        torch.manual_seed(0)
+        model = task.make_model()
+        loss = task.loss(model, next(task.batches(0)))
+        n_classes = 8 if name == "char-transformer" else 10
+        assert abs(loss.item() - math.log(n_classes)) < 0.5, name
+        scores = task.evaluate(model)
+        assert math.isfinite(scores["eval_loss"])
+        assert ("eval_accuracy" in scores) == (name != "char-transformer")
+    floor = tasks["char-transformer"].floor
+    assert 0.5 < floor < math.log(8) - 0.5  # the chain is learnable but not trivial
+
+
+def test_an_optimizer_that_diverges_everywhere_is_named(logistic):
+    with pytest.raises(ValueError, match="SGD on logistic: every lr"):
+        benchmark.compare(OPTIMIZERS, logistic, lr_grids={"SGD": [1e3, 3e3, 1e4],
+                                                          "Adam": GRIDS["Adam"]},
+                          seeds=[0], steps=10)
+
+
+def test_takes_model_hands_the_model_to_the_named_factories(logistic):
+    received = {}
+
+    def factory(name):
+        def make(params_or_model, lr):
+            received[name] = isinstance(params_or_model, torch.nn.Module)
+            params = (params_or_model.parameters() if received[name] else params_or_model)
+            return torch.optim.SGD(params, lr=lr)
+        return make
+
+    benchmark.compare({"params": factory("params"), "model": factory("model")}, logistic,
+                      lr_grids={"params": [0.3, 3.0, 1e3], "model": [0.3, 3.0, 1e3]},
+                      seeds=[0], steps=30, takes_model="model")
+    assert received == {"params": False, "model": True}
+    with pytest.raises(ValueError, match="takes_model names \\['Muon'\\]"):
+        benchmark.compare(OPTIMIZERS, logistic, lr_grids=GRIDS, seeds=[0], takes_model=["Muon"])
