@@ -156,7 +156,7 @@ def test_create_graph_reaches_the_backward_of_the_named_optimizers(logistic):
 
 def test_every_task_trains_and_evaluates():
     tasks = benchmark.tasks()
-    assert list(tasks) == ["logistic", "mlp", "cnn", "char-transformer"]
+    assert list(tasks) == ["logistic", "mlp", "cnn", "char-transformer", "mlp-bn"]
     for name, task in tasks.items():
         torch.manual_seed(0)
         model = task.make_model()
@@ -193,3 +193,93 @@ def test_takes_model_hands_the_model_to_the_named_factories(logistic):
     assert received == {"params": False, "model": True}
     with pytest.raises(ValueError, match="takes_model names \\['Muon'\\]"):
         benchmark.compare(OPTIMIZERS, logistic, lr_grids=GRIDS, seeds=[0], takes_model=["Muon"])
+
+
+# --- schedules, the range test and smaller training sets (super-convergence.ipynb) ---
+
+def test_a_schedule_sets_the_rate_of_every_step(logistic):
+    def halve_at_10(optimizer, steps):
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[10], gamma=0.5)
+
+    result = benchmark.compare(OPTIMIZERS, logistic, lr_grids=GRIDS, seeds=[0], steps=20,
+                               schedules={"SGD": halve_at_10})
+    curves = result.curves
+    sgd = curves[curves.optimizer == "SGD"]
+    lr = result.chosen.set_index("optimizer").lr["SGD"]
+    np.testing.assert_allclose(sgd.step_lr, [lr] * 10 + [lr / 2] * 10)
+    assert curves[curves.optimizer == "Adam"].step_lr.isna().all()  # no schedule, no rates
+    with pytest.raises(ValueError, match="schedules names \\['Muon'\\]"):
+        benchmark.compare(OPTIMIZERS, logistic, lr_grids=GRIDS, seeds=[0], steps=5,
+                          schedules={"Muon": halve_at_10})
+
+
+def test_a_scheduled_run_equals_torch_stepping_the_same_scheduler(logistic):
+    def one_cycle(optimizer, steps):
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=steps)
+
+    make = lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9)  # noqa: E731
+    curve, diverged = benchmark._run(logistic, make, 1.0, 0, steps=15, eval_every=5,
+                                     diverge_factor=10.0, create_graph=False, takes_model=False,
+                                     make_schedule=one_cycle)
+    assert not diverged and len(curve) == 15
+    torch.manual_seed(0)
+    model = logistic.make_model()
+    opt = make(model.parameters(), 1.0)
+    schedule, data, losses = one_cycle(opt, 15), logistic.batches(0), []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = logistic.loss(model, next(data))
+        loss.backward()
+        opt.step()
+        schedule.step()
+        losses.append(loss.item())
+    np.testing.assert_allclose(curve.loss, losses, rtol=1e-6)
+
+
+def test_the_range_test_grows_the_rate_linearly_and_stops_where_it_diverges(logistic):
+    make = lambda params, lr: torch.optim.SGD(params, lr=lr)  # noqa: E731
+    curve = benchmark.range_test(make, logistic, low=0.01, high=1.0, steps=11, eval_every=5)
+    np.testing.assert_allclose(curve.step_lr, np.linspace(0.01, 1.0, 11))
+    assert curve.eval_loss.notna().tolist() == [s % 5 == 0 or s == 11 for s in range(1, 12)]
+    wild = benchmark.range_test(make, logistic, low=1.0, high=1e5, steps=30)
+    assert len(wild) < 30
+    with pytest.raises(ValueError, match="low < high"):
+        benchmark.range_test(make, logistic, low=1.0, high=0.1, steps=10)
+
+
+def test_with_train_size_keeps_a_stratified_subset_and_the_held_out_set():
+    small = benchmark.with_train_size("mlp", 200, seed=0)
+    full = benchmark.task("mlp")
+    x, y = next(small.batches(0))
+    assert x.shape == (64, 64) and small.steps == full.steps and "200" in small.name
+    seen = torch.cat([next(small.batches(0))[1] for _ in range(3)])  # 3 batches = one epoch
+    assert set(seen.tolist()) == set(range(10))  # every class present
+    torch.manual_seed(0)
+    model = full.make_model()
+    assert small.evaluate(model) == full.evaluate(model)
+    assert next(benchmark.with_train_size("cnn", 100).batches(0))[0].shape == (64, 1, 8, 8)
+    bn = benchmark.with_train_size("mlp-bn", 200, seed=0)
+    assert next(bn.batches(0))[0].shape == (64, 64)
+    assert (next(bn.batches(0))[1] == y).all()  # the same subset and batches as the mlp's
+    with pytest.raises(ValueError, match="train_size"):
+        benchmark.with_train_size("mlp", 10)
+    with pytest.raises(ValueError, match="digits task"):
+        benchmark.with_train_size("char-transformer", 100)
+
+
+def test_mlp_bn_is_the_mlp_with_batch_norm_after_each_hidden_layer():
+    torch.manual_seed(0)
+    plain = benchmark.task("mlp").make_model()
+    torch.manual_seed(0)
+    bn = benchmark.task("mlp-bn").make_model()
+    norms = [m for m in bn.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert [m.num_features for m in norms] == [64, 64]
+    linears = lambda m: [(l.in_features, l.out_features) for l in m.modules()  # noqa: E731
+                         if isinstance(l, torch.nn.Linear)]
+    assert linears(bn) == linears(plain) == [(64, 64), (64, 64), (64, 10)]
+    # evaluation reads the running statistics (eval mode) and gives the training mode back
+    task = benchmark.task("mlp-bn")
+    task.loss(bn, next(task.batches(0)))  # a training-mode forward updates the running stats
+    assert norms[0].num_batches_tracked == 1
+    scores = task.evaluate(bn)
+    assert bn.training and norms[0].num_batches_tracked == 1 and math.isfinite(scores["eval_loss"])

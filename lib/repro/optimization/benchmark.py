@@ -29,6 +29,8 @@ process adds about 3 s of torch's one-time start-up.
 | mlp              | MLP, 2 hidden layers of 64      | digits, batch 64      | 100   | 0.1, 0.2 |
 | cnn              | SmallCNN, 16 channels           | digits as 1x8x8, b 64 | 60    | 0.4, 0.6 |
 | char-transformer | TinyTransformer, 2 layers x 64  | Markov text, b 16x32  | 40    | 1.0, 1.7 |
+| mlp-bn           | the mlp, batch norm after each  | digits, batch 64      | 100   | 0.1, 0.2 |
+|                  | hidden linear layer             |                       |       |          |
 
 The digits tasks evaluate the cross-entropy and accuracy on the held-out quarter of sklearn's
 digits (`repro.core.data.sklearn_dataset("digits")`). The transformer reads 16 windows of 32
@@ -131,6 +133,9 @@ _TASKS = {
     "cnn": lambda: _digits_task("cnn", lambda: SmallCNN(1, 10, length=8, dims=2, channels=16),
                                 steps=60, image=True),
     "char-transformer": _text_task,
+    # the mlp with batch normalization, which lets SGD take much larger rates (super-convergence)
+    "mlp-bn": lambda: _digits_task("mlp-bn", lambda: MLP(64, 10, width=64, depth=2, norm="batch"),
+                                   steps=100),
 }
 
 
@@ -178,11 +183,15 @@ class Comparison:
 
 
 def _run(task: Task, make_optimizer: Callable, lr: float, seed: int, *, steps: int, eval_every: int,
-         diverge_factor: float, create_graph: bool, takes_model: bool) -> tuple[pd.DataFrame, bool]:
-    """Train one model; return its curve and whether it diverged."""
+         diverge_factor: float, create_graph: bool, takes_model: bool,
+         make_schedule: Callable | None = None) -> tuple[pd.DataFrame, bool]:
+    """Train one model; return its curve and whether it diverged. With `make_schedule`, the
+    scheduler make_schedule(optimizer, steps) steps after every update and the curve gets the
+    column step_lr (the rate of the first parameter group that the step used)."""
     torch.manual_seed(seed)
     model = task.make_model()
     optimizer = make_optimizer(model if takes_model else model.parameters(), lr)
+    schedule = None if make_schedule is None else make_schedule(optimizer, steps)
     data = task.batches(seed)
     rows, elapsed, first = [], 0.0, None
     for step in range(1, steps + 1):
@@ -194,6 +203,7 @@ def _run(task: Task, make_optimizer: Callable, lr: float, seed: int, *, steps: i
             loss.backward(create_graph=create_graph)
             return loss
 
+        step_lr = optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         loss = optimizer.step(closure)
         if loss is None:
@@ -201,9 +211,13 @@ def _run(task: Task, make_optimizer: Callable, lr: float, seed: int, *, steps: i
                             "benchmark needs an optimizer that calls the closure and returns "
                             "its loss")
         loss = loss.item()  # .item() waits for the step to finish
+        if schedule is not None:
+            schedule.step()
         elapsed += time.perf_counter() - start
         first = loss if first is None else first
         row = {"step": step, "time_s": elapsed, "loss": loss, "eval_loss": math.nan}
+        if schedule is not None:
+            row["step_lr"] = step_lr
         diverged = not math.isfinite(loss) or loss > diverge_factor * first
         if not diverged and (step % eval_every == 0 or step == steps):
             row.update(task.evaluate(model))
@@ -239,7 +253,8 @@ def _check_grids(optimizers: dict, lr_grids: dict) -> None:
 
 def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict, seeds,
             steps: int | None = None, eval_every: int | None = None, target: float | None = None,
-            diverge_factor: float = 10.0, create_graph=(), takes_model=()) -> Comparison:
+            diverge_factor: float = 10.0, create_graph=(), takes_model=(),
+            schedules: dict | None = None) -> Comparison:
     """Compare optimizers on `task` (a Task or a task's name) with the same tuning budget.
 
     `optimizers` maps a name to a factory make(params, lr); `lr_grids` maps the same names to
@@ -251,8 +266,12 @@ def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict
     must build the graph for Hessian-vector products (loss.backward(create_graph=True)), and
     `takes_model` those whose factory is make(model, lr), for an optimizer that needs the model
     itself (parameters split by role, or hooks on the layers).
+    `schedules` maps some of the names to make_schedule(optimizer, steps) -> a torch lr scheduler
+    (OneCycleLR, MultiStepLR, ...), stepped after every update; the tuned lr is then the rate the
+    optimizer is created with (the scheduler reads it from its param group: OneCycleLR's max_lr,
+    say), and the curves of those optimizers get the column step_lr, the rate each step used.
     Every step goes through optimizer.step(closure), so optimizers that need a closure work too.
-    Introduced in: notebooks/optimization/adahessian.ipynb
+    Introduced in: notebooks/optimization/adahessian.ipynb (schedules: super-convergence.ipynb)
     """
     task = _build(task) if isinstance(task, str) else task  # `task` the argument hides task()
     _check_grids(optimizers, lr_grids)
@@ -268,11 +287,17 @@ def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict
         check_positive("target", target)
     create_graph, takes_model = (_names(arg, value, optimizers) for arg, value in
                                  (("create_graph", create_graph), ("takes_model", takes_model)))
+    schedules = dict(schedules or {})
+    _names("schedules", set(schedules), optimizers)
+    if not all(callable(make) for make in schedules.values()):
+        raise ValueError("schedules must map each name to a factory make(optimizer, steps) -> "
+                         "scheduler")
 
     curves, grids, chosen = [], [], []
     for name, make in optimizers.items():
         settings = dict(steps=steps, eval_every=eval_every, diverge_factor=diverge_factor,
-                        create_graph=name in create_graph, takes_model=name in takes_model)
+                        create_graph=name in create_graph, takes_model=name in takes_model,
+                        make_schedule=schedules.get(name))
         tuning_runs = {}
 
         def score(lr):
@@ -392,3 +417,58 @@ def _plot_grid(ax, result: Comparison, name: str, color) -> None:
                 transform=ax.get_xaxis_transform(), markersize=8)
     best = result.chosen[result.chosen.optimizer == name].iloc[0]
     ax.plot(best.lr, best.score, "*", color=color, markersize=15, markeredgecolor="black")
+
+
+DIGITS_TASKS = ("logistic", "mlp", "cnn", "mlp-bn")
+
+
+def with_train_size(name: str, train_size: int, seed: int = 0) -> Task:
+    """The digits task `name` ("logistic", "mlp", "cnn" or "mlp-bn") trained on a class-stratified subset of
+    `train_size` of its 1347 training images (drawn with `seed`); the held-out set is unchanged.
+    Introduced in: notebooks/optimization/super-convergence.ipynb
+    """
+    from sklearn.model_selection import train_test_split
+
+    full = _build(name)
+    if name not in DIGITS_TASKS:
+        raise ValueError(f"with_train_size needs a digits task "
+                         f"({', '.join(map(repr, DIGITS_TASKS))}), got {name!r}")
+    split = sklearn_dataset("digits")
+    n = len(split.y_train)
+    check_int("train_size", train_size)
+    if not 64 <= train_size <= n:
+        raise ValueError(f"train_size == {train_size}, must be in [64, {n}] (a batch is 64)")
+    keep = (np.arange(n) if train_size == n else
+            np.sort(train_test_split(np.arange(n), train_size=train_size, random_state=seed,
+                                     stratify=split.y_train.numpy())[0]))
+    x = split.x_train[keep].reshape((-1, 1, 8, 8) if name == "cnn" else (-1, 64))
+    y = split.y_train[keep]
+    return Task(f"{name}, {train_size} training images", full.make_model,
+                batches=lambda s: train.batches(x, y, batch_size=64, seed=s), loss=full.loss,
+                evaluate=full.evaluate, steps=full.steps, floor=full.floor)
+
+
+def range_test(make_optimizer: Callable, task: Task | str, *, low: float, high: float,
+               steps: int, seed: int = 0, eval_every: int = 1,
+               diverge_factor: float = 10.0) -> pd.DataFrame:
+    """The learning-rate range test: one run of `steps` steps whose rate grows linearly from `low`
+    to `high` (torch's LinearLR on the optimizer make_optimizer(params, high)), with the held-out
+    loss (and accuracy) every `eval_every` steps. Returns the curve (step, time_s, loss,
+    eval_loss, ..., step_lr); the run stops where it diverges, as in `compare`.
+    Introduced in: notebooks/optimization/super-convergence.ipynb
+    """
+    task = _build(task) if isinstance(task, str) else task
+    check_positive("low", low)
+    check_positive("high", high)
+    if not low < high:
+        raise ValueError(f"low == {low}, high == {high}: the range test needs low < high")
+    steps = check_int("steps", steps, minimum=2)
+
+    def linear(optimizer, steps):
+        return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=low / high,
+                                                 end_factor=1.0, total_iters=steps - 1)
+
+    curve, _ = _run(task, make_optimizer, high, seed, steps=steps, eval_every=eval_every,
+                    diverge_factor=diverge_factor, create_graph=False, takes_model=False,
+                    make_schedule=linear)
+    return curve
