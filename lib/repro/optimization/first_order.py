@@ -38,7 +38,7 @@ import math
 import torch
 
 from ..core.validation import check_positive
-from .arguments import check_betas, check_fraction, check_nonnegative
+from .common import closure_loss, check_betas, check_fraction, check_nonnegative
 
 
 class _Optimizer(torch.optim.Optimizer):
@@ -46,10 +46,7 @@ class _Optimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
@@ -199,10 +196,7 @@ class Cautious(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         before = {p: p.detach().clone() for group in self.param_groups for p in group["params"]
                   if p.grad is not None}
         self.optimizer.step()

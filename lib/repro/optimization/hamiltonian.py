@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from ..core.validation import check_int, check_positive
-from .arguments import check_fraction
+from .common import check_fraction
 from .first_order import Cautious
 
 

@@ -48,7 +48,7 @@ import math
 import torch
 
 from ..core.validation import check_choice, check_int, check_positive
-from .arguments import check_betas, check_fraction, check_nonnegative
+from .common import closure_loss, check_betas, check_fraction, check_nonnegative
 
 MUON_COEFFICIENTS = (3.4445, -4.7750, 2.0315)   # (a, b, c): Keller Jordan's Muon, torch.optim.Muon
 MUON_SCALES = ("original", "match_rms_adamw")
@@ -160,10 +160,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             lr, mu = group["lr"], group["momentum"]
             for p in group["params"]:
@@ -220,10 +217,7 @@ class Pion(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             betas, eps, exp = group["betas"], group["eps"], PION_EXPS[group["exp"]]
             for W in group["params"]:

@@ -23,20 +23,13 @@ from torch import nn
 
 from ..core.validation import check_positive
 from . import curvature
-from .arguments import check_betas, check_fraction, check_nonnegative
+from .common import closure_loss, check_betas, check_fraction, check_nonnegative
 
 
 def _with_grads(optimizer):
     """The (parameter, group) pairs that have a gradient, in the order of the groups."""
     return [(p, group) for group in optimizer.param_groups for p in group["params"]
             if p.grad is not None]
-
-
-def _evaluate(closure):
-    if closure is None:
-        return None
-    with torch.enable_grad():
-        return closure()
 
 
 class AdaHessian(torch.optim.Optimizer):
@@ -67,7 +60,7 @@ class AdaHessian(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = _evaluate(closure)
+        loss = closure_loss(closure)
         pairs = _with_grads(self)
         params = [p for p, _ in pairs]
         with torch.enable_grad():
@@ -127,7 +120,7 @@ class OASIS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = _evaluate(closure)
+        loss = closure_loss(closure)
         group = self.param_groups[0]
         params = [p for p, _ in _with_grads(self)]
         grads = [p.grad for p in params]
@@ -217,7 +210,7 @@ class AdaFisher(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = _evaluate(closure)
+        loss = closure_loss(closure)
         fisher = self._fisher_diagonals()
         for p, group in _with_grads(self):
             beta, decay, state = group["beta"], group["weight_decay"], self.state[p]

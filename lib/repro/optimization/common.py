@@ -1,9 +1,11 @@
-"""Checks of an optimizer's settings, shared by the optimizers of this theme (with
-`repro.core.validation.check_positive`): each raises a ValueError that names the setting, its
-value and what is valid."""
+"""What the optimizers of this theme share: checks of their settings (with
+`repro.core.validation.check_positive`), each raising a ValueError that names the setting, its
+value and what is valid; and the evaluation of the closure that `step(closure)` may be given."""
 from __future__ import annotations
 
 import math
+
+import torch
 
 
 def check_nonnegative(name: str, value) -> None:
@@ -29,3 +31,13 @@ def check_betas(betas, count: int = 2) -> tuple:
                                       and 0 <= b < 1 for b in betas):
         raise ValueError(f"betas == {betas!r}, must be {count} number(s) in [0, 1)")
     return betas
+
+
+def closure_loss(closure):
+    """The loss `closure()` returns, evaluated with gradients on (step() itself runs under
+    no_grad), or None without a closure.
+    Introduced in: notebooks/optimization/cautious-optimizers.ipynb"""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
