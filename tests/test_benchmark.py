@@ -88,6 +88,25 @@ def test_the_summary_is_computed_over_seeds(result):
         assert summary.reached_target[name] == np.isfinite(hits).sum()
 
 
+def test_finals_are_the_last_evaluation_per_seed_and_optimizer(result):
+    table = result.finals("eval_loss")
+    assert list(table.index) == [0, 1] and set(table.columns) == {"SGD", "Adam"}
+    last = result.curves.groupby(["optimizer", "seed"]).tail(1).set_index(["seed", "optimizer"])
+    for (seed, name), row in last.iterrows():
+        assert table.loc[seed, name] == row.eval_loss
+    assert (result.finals("eval_accuracy").values <= 1).all()
+    with pytest.raises(ValueError, match="no column 'accuracy'"):
+        result.finals("accuracy")
+
+
+def test_finals_leave_a_diverged_run_out_rather_than_report_its_last_good_value():
+    rows = [dict(optimizer="A", seed=s, step=t, eval_loss=v)
+            for s, curve in ((0, [1.0, 0.5]), (1, [1.0, math.nan])) for t, v in zip((1, 2), curve)]
+    curves = pd.DataFrame(rows)
+    table = benchmark.Comparison("toy", curves, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()).finals()
+    assert table.loc[0, "A"] == 0.5 and math.isnan(table.loc[1, "A"])
+
+
 def test_the_plot_has_curves_by_step_and_time_and_the_grid(result):
     fig = benchmark.plot_comparison(result)
     by_step, by_time, grid = fig.axes

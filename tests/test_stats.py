@@ -1,8 +1,11 @@
-"""Tests for repro.stats: the log-log fit against numpy's least squares."""
+"""Tests for repro.core.stats: the log-log fit against numpy's least squares, paired differences
+against scipy's standard error."""
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
-from repro.core.stats import loglog_slope
+from repro.core.stats import loglog_slope, paired_difference, two_standard_errors
 
 
 def test_loglog_slope_recovers_a_power_law_and_its_noise():
@@ -29,3 +32,25 @@ def test_loglog_slope_rejects_bad_input():
         loglog_slope([64, 128, 256], [1.0, 2.0])
     with pytest.raises(ValueError, match="positive and finite"):
         loglog_slope([64, 128, 256], [1.0, 0.0, 2.0])
+
+
+def test_paired_difference_is_the_mean_difference_and_two_scipy_standard_errors():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1.0, 1.0, 7), rng.normal(0.0, 1.0, 7)
+    mean, two_se = paired_difference(a, b)
+    assert mean == pytest.approx((a - b).mean())
+    assert two_se == pytest.approx(2 * stats.sem(a - b)) and two_se == two_standard_errors(a - b)
+    # pairing matters: a shared per-seed offset cancels in the difference
+    offset = rng.normal(0.0, 100.0, 7)
+    assert paired_difference(a + offset, b + offset) == pytest.approx((mean, two_se))
+
+
+def test_paired_difference_pairs_series_by_seed_and_rejects_bad_input():
+    a = pd.Series([1.0, 2.0, 4.0], index=[0, 1, 2])
+    assert paired_difference(a, a - 1.0) == pytest.approx((1.0, 0.0))
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference(a, pd.Series([1.0, 2.0, 4.0], index=[0, 1, 3]))
+    with pytest.raises(ValueError, match="one value per seed"):
+        paired_difference([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="at least 2 values"):
+        two_standard_errors([1.0])

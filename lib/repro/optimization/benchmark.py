@@ -181,6 +181,17 @@ class Comparison:
     floor: float | None = None
     target: float | None = None
 
+    def finals(self, column: str = "eval_loss") -> pd.DataFrame:
+        """The last evaluated `column` of every run at its chosen rate: one row per seed, one column
+        per optimizer (NaN where a run diverged), the table a paired comparison over seeds reads."""
+        if column not in self.curves:
+            raise ValueError(f"no column {column!r} in the curves; they have {list(self.curves.columns)}")
+        evaluated = self.curves.dropna(subset=["eval_loss"])
+        table = evaluated.groupby(["seed", "optimizer"])[column].last().unstack()
+        diverged = self.curves.groupby(["seed", "optimizer"]).eval_loss.apply(
+            lambda x: not math.isfinite(x.iloc[-1]))
+        return table.mask(diverged.unstack().reindex_like(table).astype(bool))
+
 
 def _run(task: Task, make_optimizer: Callable, lr: float, seed: int, *, steps: int, eval_every: int,
          diverge_factor: float, create_graph: bool, takes_model: bool,
