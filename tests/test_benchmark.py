@@ -302,3 +302,99 @@ def test_mlp_bn_is_the_mlp_with_batch_norm_after_each_hidden_layer():
     assert norms[0].num_batches_tracked == 1
     scores = task.evaluate(bn)
     assert bn.training and norms[0].num_batches_tracked == 1 and math.isfinite(scores["eval_loss"])
+
+
+def test_run_is_the_run_compare_makes_at_that_rate(logistic, result):
+    curve, diverged = benchmark.run(OPTIMIZERS["Adam"], logistic, 3e-2, seed=1, steps=30,
+                                    eval_every=5)
+    theirs = result.curves[(result.curves.optimizer == "Adam") & (result.curves.seed == 1)]
+    assert not diverged
+    np.testing.assert_allclose(curve.loss, theirs.loss, rtol=1e-6)
+    np.testing.assert_allclose(curve.eval_loss, theirs.eval_loss, rtol=1e-6)
+    _, wild = benchmark.run(OPTIMIZERS["SGD"], logistic, 1e3, seed=0, steps=30)
+    assert wild
+    with pytest.raises(ValueError, match="lr"):
+        benchmark.run(OPTIMIZERS["SGD"], logistic, -1.0, seed=0)
+
+
+def test_binary_logistic_is_the_regularized_objective_and_full_batch_by_default():
+    task = benchmark.binary_logistic("breast_cancer")
+    x, y = task.data
+    assert x.dtype == torch.float64 and x.shape == (426, 30) and set(y.unique().tolist()) == {0.0, 1.0}
+    assert task.l2 == pytest.approx(1 / 426)
+    torch.manual_seed(0)
+    model = task.make_model()
+    first, second = next(task.batches(0)), next(task.batches(1))
+    assert first[0] is x and second[0] is x            # every step sees the whole training set
+    w = torch.cat([model.weight.detach().ravel(), model.bias.detach()])
+    logits = x @ w[:-1] + w[-1]
+    expected = (torch.nn.functional.softplus(logits) - y * logits).mean() + 0.5 / 426 * (w ** 2).sum()
+    torch.testing.assert_close(task.loss(model, first), expected)
+    scores = task.evaluate(model)
+    assert set(scores) == {"eval_loss", "eval_accuracy"} and 0 <= scores["eval_accuracy"] <= 1
+    digits = benchmark.binary_logistic("digits", batch_size=32, dtype=torch.float32)
+    xb, yb = next(digits.batches(0))
+    assert xb.shape == (32, 64) and xb.dtype == torch.float32 and digits.data[1].mean() > 0.3
+    with pytest.raises(ValueError, match="binary set"):
+        benchmark.binary_logistic("wine")
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_run_with_create_graph_lets_a_hessian_optimizer_train():
+    from repro.optimization.second_order import OASIS
+    task = benchmark.binary_logistic("breast_cancer", steps=20)
+    make = lambda p, lr: OASIS(p, lr=lr, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    curve, diverged = benchmark.run(make, task, 1.0, seed=0, create_graph=True)
+    assert not diverged and len(curve) == 20 and curve.loss.iloc[-1] < 0.2 * curve.loss.iloc[0]
+    with pytest.raises(RuntimeError, match="create_graph"):
+        benchmark.run(make, task, 1.0, seed=0)
+
+
+def test_step_times_interleaves_and_sees_a_slower_optimizer(logistic):
+    class Slow(torch.optim.SGD):
+        def step(self, closure=None):
+            loss = super().step(closure)
+            time.sleep(0.005)
+            return loss
+
+    import time
+    makers = {"SGD": lambda p, lr: torch.optim.SGD(p, lr=lr), "slow": lambda p, lr: Slow(p, lr=lr)}
+    times = benchmark.step_times(makers, logistic, lrs={"SGD": 0.1, "slow": 0.1}, steps=4)
+    assert list(times.columns) == ["optimizer", "round", "seconds"] and len(times) == 8
+    assert list(times.optimizer[:4]) == ["SGD", "slow", "slow", "SGD"]   # the order alternates
+    median = times.groupby("optimizer").seconds.median()
+    assert median["slow"] > median["SGD"] + 0.004
+    with pytest.raises(ValueError, match="one rate per optimizer"):
+        benchmark.step_times(makers, logistic, lrs={"SGD": 0.1})
+
+
+def test_a_fixed_rate_runs_untuned_beside_tuned_baselines(logistic):
+    result = benchmark.compare(OPTIMIZERS, logistic, lr_grids={"SGD": GRIDS["SGD"]},
+                               fixed={"Adam": 0.01}, seeds=[0, 1], steps=30, eval_every=5)
+    assert result.chosen.set_index("optimizer").lr.to_dict() == {"SGD": 3.0, "Adam": 0.01}
+    adam = result.grid[result.grid.optimizer == "Adam"]
+    assert adam.lr.tolist() == [0.01] and not adam.diverged.any()
+    curve, _ = benchmark.run(OPTIMIZERS["Adam"], logistic, 0.01, seed=1, steps=30, eval_every=5)
+    theirs = result.curves[(result.curves.optimizer == "Adam") & (result.curves.seed == 1)]
+    np.testing.assert_allclose(curve.loss, theirs.loss, rtol=1e-6)
+    assert set(result.finals().columns) == {"SGD", "Adam"}
+    with pytest.raises(ValueError, match="fixed"):
+        benchmark.compare(OPTIMIZERS, logistic, lr_grids={"SGD": GRIDS["SGD"]},
+                          fixed={"Adam": -1.0}, seeds=[0])
+    with pytest.raises(ValueError, match="one grid per optimizer"):
+        benchmark.compare(OPTIMIZERS, logistic, lr_grids=GRIDS, fixed={"Adam": 0.01}, seeds=[0])
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_step_times_builds_the_graph_for_the_named_optimizers(logistic):
+    from repro.optimization.second_order import AdaHessian
+    makers = {"Adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+              "AdaHessian": lambda p, lr: AdaHessian(p, lr=lr)}
+    times = benchmark.step_times(makers, logistic, lrs={"Adam": 0.01, "AdaHessian": 0.1}, steps=3,
+                                 create_graph=["AdaHessian"])
+    assert times.groupby("optimizer").size().to_dict() == {"Adam": 3, "AdaHessian": 3}
+    with pytest.raises(RuntimeError, match="create_graph"):   # without the graph: no Hessian
+        benchmark.step_times(makers, logistic, lrs={"Adam": 0.01, "AdaHessian": 0.1}, steps=1)
+    with pytest.raises(ValueError, match="create_graph"):
+        benchmark.step_times(makers, logistic, lrs={"Adam": 0.01, "AdaHessian": 0.1}, steps=1,
+                             create_graph=["Muon"])

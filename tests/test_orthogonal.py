@@ -233,3 +233,96 @@ def test_every_public_name_points_to_a_notebook():
     for name, obj in vars(orthogonal).items():
         if not name.startswith("_") and callable(obj) and getattr(obj, "__module__", None) == orthogonal.__name__:
             assert re.search(r"Introduced in: notebooks/optimization/\S+\.ipynb", obj.__doc__ or ""), name
+
+
+def test_second_order_exponential_is_orthogonal_up_to_x4_over_4():
+    torch.manual_seed(2)
+    B = torch.randn(7, 7, dtype=torch.float64)
+    X = 0.3 * (B - B.T)
+    E2 = orthogonal.PION_EXPS["second_order"](X)
+    X4 = torch.linalg.matrix_power(X, 4)
+    torch.testing.assert_close(E2.T @ E2, torch.eye(7, dtype=torch.float64) + X4 / 4,
+                               rtol=0, atol=1e-12)
+
+
+def test_orthogonal_sgdm_swaps_momentum_and_orthogonalization():
+    from repro.optimization.orthogonal import Combined, OrthogonalSGDM, frobenius_direction
+    g = torch.Generator().manual_seed(4)
+    grads = [torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(3)]
+    polar = orthogonal.spectral_steepest_direction
+
+    def run(cls, momentum, nesterov=False):
+        p = torch.nn.Parameter(torch.zeros(6, 4, dtype=torch.float64))
+        opt = cls([p], lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=0.0,
+                  orthogonalize=polar)
+        for G in grads:
+            p.grad = G.clone()
+            opt.step()
+        return p.detach()
+
+    # without momentum the two orders are the same method
+    torch.testing.assert_close(run(OrthogonalSGDM, 0.0), run(Muon, 0.0), rtol=0, atol=1e-14)
+    # with momentum: the average of the orthogonalized gradients, by hand
+    mu, B, expected = 0.9, torch.zeros(6, 4, dtype=torch.float64), torch.zeros(6, 4, dtype=torch.float64)
+    for G in grads:
+        B = mu * B + (1 - mu) * polar(G)
+        expected -= 0.1 * muon_scale_for((6, 4)) * B
+    torch.testing.assert_close(run(OrthogonalSGDM, mu), expected, rtol=0, atol=1e-14)
+    assert not torch.allclose(run(OrthogonalSGDM, mu), run(Muon, mu))
+    # normalized SGD direction, and Combined steps both optimizers on one closure call
+    G = grads[0]
+    torch.testing.assert_close(frobenius_direction(G).norm(), torch.tensor(1.0, dtype=torch.float64))
+    assert torch.equal(frobenius_direction(torch.zeros(2, 2)), torch.zeros(2, 2))
+    w, b = torch.nn.Parameter(torch.ones(3, 2)), torch.nn.Parameter(torch.ones(3))
+    opt = Combined(Muon([w], lr=0.1, ns_dtype=None), torch.optim.SGD([b], lr=0.1))
+    calls = []
+
+    def closure():
+        calls.append(1)
+        opt.zero_grad()
+        loss = (w.sum() + b.sum()) ** 2
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert len(calls) == 1 and loss.item() == 81.0
+    assert len(opt.param_groups) == 2 and not torch.equal(w, torch.ones(3, 2))
+    assert torch.allclose(b, torch.full((3,), 1 - 0.1 * 18))
+
+
+def muon_scale_for(shape):
+    return orthogonal.muon_scale(shape)
+
+
+def test_noisy_quadratic_without_noise_decreases_the_gradient():
+    norms = orthogonal.noisy_quadratic_dual_norms(200, 0.01, 0.5, seeds=[0, 1], sigma=0.0)
+    assert norms.shape == (2, 200)
+    torch.testing.assert_close(norms[0], norms[1])          # no noise: the seeds agree
+    assert norms[0, -1] < 0.2 * norms[0, 0]
+    other = orthogonal.noisy_quadratic_dual_norms(50, 0.01, 0.5, seeds=[0], order="orthogonalize_first")
+    assert other.shape == (1, 50) and torch.isfinite(other).all()
+    with pytest.raises(ValueError):
+        orthogonal.noisy_quadratic_dual_norms(10, 0.01, 0.5, order="sideways")
+
+
+def test_noisy_quadratic_momentum_error_and_constants():
+    # no noise, no momentum: the buffer is the gradient itself
+    grads, errors = orthogonal.noisy_quadratic_dual_norms(20, 0.01, 0.0, sigma=0.0,
+                                                           momentum_error=True)
+    assert errors.abs().max() < 1e-12 and grads.shape == errors.shape == (1, 20)
+    c = orthogonal.noisy_quadratic_constants(start_distance=2.0)
+    assert c["rho"] == math.sqrt(8) and c["sigma_total"] == math.sqrt(128)
+    # delta0 = f(X_0) - min f, from the first gradient: f = <D, H D> / 2 and grad = -H D
+    g = torch.Generator().manual_seed(1000)
+    A = torch.randn(16, 16, generator=g, dtype=torch.float64) / 4
+    H = A.T @ A + 0.1 * torch.eye(16, dtype=torch.float64)
+    torch.randn(16, 8, generator=g, dtype=torch.float64)
+    D = torch.randn(16, 8, generator=g, dtype=torch.float64)
+    D = 2.0 * D / torch.linalg.matrix_norm(D, ord=2)
+    assert math.isclose(c["delta0"], 0.5 * (D * (H @ D)).sum().item(), rel_tol=1e-12)
+    first = orthogonal.noisy_quadratic_dual_norms(1, 0.01, 0.0, sigma=0.0, start_distance=2.0)
+    assert math.isclose(first.item(), torch.linalg.matrix_norm(H @ D, ord="nuc").item(), rel_tol=1e-12)
+    # L bounds ||H E||_* / ||E||_2 for random E
+    E = torch.randn(100, 16, 8, generator=g, dtype=torch.float64)
+    ratio = torch.linalg.matrix_norm(H @ E, ord="nuc") / torch.linalg.matrix_norm(E, ord=2)
+    assert ratio.max() <= c["L"]

@@ -272,3 +272,51 @@ def test_every_public_name_says_where_it_is_introduced():
         doc = (obj.__doc__ or "").strip()
         match = re.search(r"Introduced in: notebooks/optimization/(\S+)\.ipynb$", doc)
         assert match and match.group(1) in slugs, obj.__name__
+
+
+def _train_with_closure(optimizer, w, loss_fn, steps):
+    for _ in range(steps):
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            loss.backward(create_graph=True)
+            return loss
+        optimizer.step(closure)
+    return w.detach().clone()
+
+
+def test_oasis_same_batch_changes_nothing_with_one_fixed_batch():
+    Q, b = _quadratic(seed=2)
+    w0 = torch.randn(12, generator=torch.Generator().manual_seed(3), dtype=D)
+    runs = []
+    for same in (False, True):
+        w = nn.Parameter(w0.clone())
+        opt = OASIS([w], lr=0.3, beta2=0.9, alpha=0.05, generator=seeded(11), same_batch=same)
+        runs.append((_train_with_closure(opt, w, lambda: 0.5 * w @ Q @ w + b @ w, 8), opt.eta))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-12, atol=1e-14)
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-12)
+
+
+def test_oasis_same_batch_takes_the_gradient_difference_on_the_current_batch():
+    # a new shift s_k at every step (a new "batch") of a quadratic: on one batch the gradient
+    # difference is Q (w_k - w_{k-1}) whatever the shifts, so eta_k follows the local estimate
+    # ||dw||_D / (2 ||Q dw||*_D); the other gradient difference would carry s_k - s_{k-1}
+    Q, b = _quadratic(seed=2)
+    w = nn.Parameter(torch.randn(12, generator=torch.Generator().manual_seed(3), dtype=D))
+    opt = OASIS([w], lr=0.3, beta2=0.9, alpha=0.05, generator=seeded(11), same_batch=True)
+    shifts = 10 * torch.randn(6, 12, generator=torch.Generator().manual_seed(5), dtype=D)
+    w_prev, eta, theta = None, 0.3, math.inf
+    for k, shift in enumerate(shifts):
+        w_k = w.detach().clone()
+        _train_with_closure(opt, w, lambda: 0.5 * w @ Q @ w + (b + shift) @ w, 1)
+        if k >= 1:
+            dw, D_hat = w_k - w_prev, opt.state[w]["D_hat"]
+            local = 0.5 * torch.sqrt((D_hat * dw ** 2).sum() / ((Q @ dw) ** 2 / D_hat).sum())
+            eta, theta = min(math.sqrt(1 + theta) * eta, float(local)), min(
+                math.sqrt(1 + theta) * eta, float(local)) / eta
+            assert opt.eta == pytest.approx(eta, rel=1e-10)
+        w_prev = w_k
+    with pytest.raises(ValueError, match="closure"):
+        w.grad = None
+        (0.5 * w @ Q @ w).backward(create_graph=True)
+        opt.step()

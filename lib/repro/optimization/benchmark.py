@@ -61,7 +61,7 @@ from ..core.data import sklearn_dataset
 from ..core.models import MLP, SmallCNN
 from ..core.text import MarkovText, fixed_windows, windows
 from ..core.transformer import TinyTransformer, next_token_loss
-from ..core.tuning import GridEdgeError, tune
+from ..core.tuning import GridEdgeError, Tuned, tune
 from ..core.validation import check_int, check_positive
 
 CURVE_COLUMNS = ["optimizer", "lr", "seed", "step", "time_s", "loss", "eval_loss"]
@@ -195,10 +195,14 @@ class Comparison:
 
 def _run(task: Task, make_optimizer: Callable, lr: float, seed: int, *, steps: int, eval_every: int,
          diverge_factor: float, create_graph: bool, takes_model: bool,
-         make_schedule: Callable | None = None) -> tuple[pd.DataFrame, bool]:
+         make_schedule: Callable | None = None,
+         loss_fn: Callable | None = None) -> tuple[pd.DataFrame, bool]:
     """Train one model; return its curve and whether it diverged. With `make_schedule`, the
     scheduler make_schedule(optimizer, steps) steps after every update and the curve gets the
-    column step_lr (the rate of the first parameter group that the step used)."""
+    column step_lr (the rate of the first parameter group that the step used). `loss_fn` replaces
+    the task's loss; when it returns a tuple of losses, the closure returns them undifferentiated
+    (for an optimizer that takes their gradients apart) and the step returns their total."""
+    loss_fn = task.loss if loss_fn is None else loss_fn
     torch.manual_seed(seed)
     model = task.make_model()
     optimizer = make_optimizer(model if takes_model else model.parameters(), lr)
@@ -210,7 +214,9 @@ def _run(task: Task, make_optimizer: Callable, lr: float, seed: int, *, steps: i
 
         def closure():
             optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(model, batch)
+            loss = loss_fn(model, batch)
+            if isinstance(loss, tuple):   # several losses: the optimizer differentiates them
+                return loss
             loss.backward(create_graph=create_graph)
             return loss
 
@@ -265,7 +271,8 @@ def _check_grids(optimizers: dict, lr_grids: dict) -> None:
 def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict, seeds,
             steps: int | None = None, eval_every: int | None = None, target: float | None = None,
             diverge_factor: float = 10.0, create_graph=(), takes_model=(),
-            schedules: dict | None = None) -> Comparison:
+            schedules: dict | None = None, fixed: dict | None = None,
+            losses: dict | None = None) -> Comparison:
     """Compare optimizers on `task` (a Task or a task's name) with the same tuning budget.
 
     `optimizers` maps a name to a factory make(params, lr); `lr_grids` maps the same names to
@@ -282,10 +289,24 @@ def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict
     optimizer is created with (the scheduler reads it from its param group: OneCycleLR's max_lr,
     say), and the curves of those optimizers get the column step_lr, the rate each step used.
     Every step goes through optimizer.step(closure), so optimizers that need a closure work too.
-    Introduced in: notebooks/optimization/adahessian.ipynb (schedules: super-convergence.ipynb)
+    `fixed` maps some of the names to a rate they run at without tuning (a method at its default
+    setting, against baselines tuned on their grids): those names take no grid, and their grid
+    table holds the one rate with its first-seed score.
+    `losses` maps some of the names to a loss(model, batch) that replaces the task's loss for
+    them (a distilled student's objective, say); a loss that returns a tuple of tensors is handed
+    to optimizer.step(closure) undifferentiated, for an optimizer that differentiates each term
+    itself (DOT, `repro.optimization.distillation`), whose step returns the total.
+    Introduced in: notebooks/optimization/adahessian.ipynb (schedules: super-convergence.ipynb;
+    fixed: doubly-adaptive-scaled-algorithm-for-machine.ipynb; losses: dot.ipynb)
     """
     task = _build(task) if isinstance(task, str) else task  # `task` the argument hides task()
-    _check_grids(optimizers, lr_grids)
+    fixed = dict(fixed or {})
+    _names("fixed", set(fixed), optimizers)
+    for name, lr in fixed.items():
+        check_positive(f"fixed[{name!r}]", lr)
+    tuned_optimizers = {name: make for name, make in optimizers.items() if name not in fixed}
+    if tuned_optimizers or lr_grids:
+        _check_grids(tuned_optimizers, lr_grids)
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds) or not all(
             isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
@@ -303,18 +324,32 @@ def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict
     if not all(callable(make) for make in schedules.values()):
         raise ValueError("schedules must map each name to a factory make(optimizer, steps) -> "
                          "scheduler")
+    losses = dict(losses or {})
+    _names("losses", set(losses), optimizers)
 
     curves, grids, chosen = [], [], []
     for name, make in optimizers.items():
         settings = dict(steps=steps, eval_every=eval_every, diverge_factor=diverge_factor,
                         create_graph=name in create_graph, takes_model=name in takes_model,
-                        make_schedule=schedules.get(name))
+                        make_schedule=schedules.get(name), loss_fn=losses.get(name))
         tuning_runs = {}
 
         def score(lr):
             tuning_runs[lr] = _run(task, make, lr, seeds[0], **settings)
             return _final_eval_loss(*tuning_runs[lr])
 
+        if name in fixed:
+            run = tuning_runs[fixed[name]] = _run(task, make, fixed[name], seeds[0], **settings)
+            tuned = Tuned(best=fixed[name], score=_final_eval_loss(*run), table=pd.DataFrame(
+                [{"lr": fixed[name], "score": _final_eval_loss(*run), "diverged": run[1]}]))
+            grids.append(tuned.table.assign(optimizer=name))
+            chosen.append({"optimizer": name, "lr": tuned.best, "score": tuned.score})
+            for seed in seeds:
+                curve, diverged = (run if seed == seeds[0] else
+                                   _run(task, make, tuned.best, seed, **settings))
+                curves.append(curve.assign(optimizer=name, lr=tuned.best, seed=seed,
+                                           diverged=diverged))
+            continue
         grid = list(lr_grids[name])
         try:
             tuned = tune(score, grid, name="lr")
@@ -483,3 +518,125 @@ def range_test(make_optimizer: Callable, task: Task | str, *, low: float, high: 
                     diverge_factor=diverge_factor, create_graph=False, takes_model=False,
                     make_schedule=linear)
     return curve
+
+
+BINARY_SETS = ("breast_cancer", "digits")
+
+
+def binary_logistic(name: str = "breast_cancer", *, l2: float | None = None,
+                    batch_size: int | None = None, steps: int = 100,
+                    dtype: torch.dtype = torch.float64) -> Task:
+    """L2-regularized binary logistic regression, a strongly convex task: the model is
+    nn.Linear(d, 1) and the training loss mean BCE(logits, y) + l2 / 2 ||theta||^2 over every
+    parameter (the bias too), so that the objective is l2-strongly convex. Data: sklearn's
+    breast cancer (30 features) or the digits with y = 1 for digits 5-9 (64 features), split and
+    standardized by `repro.core.data.sklearn_dataset`; `l2` defaults to 1 / n_train. With
+    `batch_size=None` every step sees the whole training set (deterministic, full-batch), so the
+    curve's training loss is the objective F(w_k) itself. `dtype` float64 (the default) lets a
+    convergence rate be followed down to 1e-12. The eval loss is the unregularized held-out BCE.
+    Introduced in: notebooks/optimization/doubly-adaptive-scaled-algorithm-for-machine.ipynb
+    """
+    if name not in BINARY_SETS:
+        raise ValueError(f"unknown binary set {name!r}; the sets are {', '.join(map(repr, BINARY_SETS))}")
+    split = sklearn_dataset(name)
+    binary = (lambda y: (y >= 5)) if name == "digits" else (lambda y: y == 1)
+    x_train, x_test = split.x_train.to(dtype), split.x_test.to(dtype)
+    y_train, y_test = binary(split.y_train).to(dtype), binary(split.y_test).to(dtype)
+    n, d = x_train.shape
+    l2 = 1.0 / n if l2 is None else l2
+    check_positive("l2", l2)
+    if batch_size is not None:
+        check_int("batch_size", batch_size)
+
+    def make_model():
+        return nn.Linear(d, 1).to(dtype)
+
+    def loss(model, batch):
+        x, y = batch
+        penalty = sum((p ** 2).sum() for p in model.parameters())
+        return F.binary_cross_entropy_with_logits(model(x).squeeze(-1), y) + 0.5 * l2 * penalty
+
+    def evaluate(model):
+        with train.evaluating(model):
+            logits = model(x_test).squeeze(-1)
+        return {"eval_loss": F.binary_cross_entropy_with_logits(logits, y_test).item(),
+                "eval_accuracy": ((logits > 0).to(dtype) == y_test).to(dtype).mean().item()}
+
+    def batches(seed):
+        if batch_size is None:
+            while True:
+                yield x_train, y_train
+        yield from train.batches(x_train, y_train, batch_size=batch_size, seed=seed)
+
+    full = "full batch" if batch_size is None else f"batch {batch_size}"
+    task = Task(f"logistic {name}, l2 {l2:.3g}, {full}", make_model, batches=batches, loss=loss,
+                evaluate=evaluate, steps=steps)
+    task.data, task.l2 = (x_train, y_train), l2   # for a reference solution w*
+    return task
+
+
+def run(make_optimizer: Callable, task: Task | str, lr: float, *, seed: int,
+        steps: int | None = None, eval_every: int | None = None, takes_model: bool = False,
+        diverge_factor: float = 10.0, create_graph: bool = False,
+        loss: Callable | None = None) -> tuple[pd.DataFrame, bool]:
+    """One run of `compare` at a given rate, without tuning: the curve (step, time_s, loss,
+    eval_loss, ...) and whether it diverged, exactly as `compare` would train it at `lr` on `seed`
+    (for a variant measured at another optimizer's tuned rate, or a method at its default).
+    `create_graph` as in `compare`, for an optimizer that needs Hessian-vector products; `loss`
+    replaces the task's loss, as `compare`'s `losses` does.
+    Introduced in: notebooks/optimization/pion.ipynb (create_graph:
+    doubly-adaptive-scaled-algorithm-for-machine.ipynb; loss: dot.ipynb)
+    """
+    task = _build(task) if isinstance(task, str) else task
+    check_positive("lr", lr)
+    steps = task.steps if steps is None else check_int("steps", steps)
+    eval_every = max(1, steps // 10) if eval_every is None else check_int("eval_every", eval_every)
+    return _run(task, make_optimizer, lr, int(seed), steps=steps, eval_every=eval_every,
+                diverge_factor=diverge_factor, create_graph=bool(create_graph),
+                takes_model=bool(takes_model), loss_fn=loss)
+
+
+def step_times(optimizers: dict[str, Callable], task: Task | str, *, lrs: dict, steps: int = 20,
+               seed: int = 0, takes_model=(), create_graph=()) -> pd.DataFrame:
+    """The wall time of training steps (forward, backward and update, as `compare` times them),
+    measured interleaved: one model and optimizer per name (make(params or model, lrs[name])),
+    then `steps` rounds in which every optimizer takes one step, in an order that alternates from
+    round to round. A load that changes during the measurement then slows every optimizer alike,
+    which separate runs one after another do not guarantee. Returns one row per step: optimizer,
+    round, seconds; a first round is taken untimed (warm-up). `create_graph` names the optimizers
+    whose backward builds the graph for Hessian-vector products, as in `compare`.
+    Introduced in: notebooks/optimization/muon.ipynb (create_graph: adahessian.ipynb)
+    """
+    task = _build(task) if isinstance(task, str) else task
+    steps = check_int("steps", steps)
+    if set(lrs) != set(optimizers):
+        raise ValueError(f"lrs must give one rate per optimizer: optimizers {sorted(optimizers)}, "
+                         f"rates {sorted(lrs)}")
+    takes_model = _names("takes_model", takes_model, optimizers)
+    create_graph = _names("create_graph", create_graph, optimizers)
+    runs = {}
+    for name, make in optimizers.items():
+        torch.manual_seed(seed)
+        model = task.make_model()
+        runs[name] = (model, make(model if name in takes_model else model.parameters(), lrs[name]),
+                      task.batches(seed))
+    rows, names = [], list(optimizers)
+    for round_ in range(steps + 1):
+        for name in names if round_ % 2 else names[::-1]:
+            model, optimizer, data = runs[name]
+            batch = next(data)
+
+            def closure():
+                optimizer.zero_grad(set_to_none=True)
+                loss = task.loss(model, batch)
+                loss.backward(create_graph=name in create_graph)
+                return loss
+
+            start = time.perf_counter()
+            optimizer.step(closure).item()
+            if round_:
+                rows.append({"optimizer": name, "round": round_,
+                             "seconds": time.perf_counter() - start})
+    for _, optimizer, _ in runs.values():
+        optimizer.zero_grad(set_to_none=True)   # a create_graph gradient holds a cycle
+    return pd.DataFrame(rows)

@@ -16,8 +16,9 @@ singular value set to one.
   maximizes <G, X> over the spectral-norm ball ||X||_2 <= 1, with maximum ||G||_* (the nuclear
   norm). This is the trust-region view of Kovalev, "Understanding Gradient Orthogonalization for
   Deep Learning via Non-Euclidean Trust-Region Optimization" (arXiv 2503.12645): the orthogonalized
-  step is the first-order trust-region step when the region is a spectral-norm ball. Read: the
-  title and the abstract-level summaries only; section and equation numbers unverified.
+  step is the first-order trust-region step when the region is a spectral-norm ball. Read: its
+  abstract; its Algorithm 1, Lemma 3 and Theorem 2 only as quoted from v1 in a secondary source
+  (F. L. Cesista's notes), so their numbering and statements are unverified in the paper's text.
 
 Muon (`Muon`) follows `torch.optim.Muon` (PyTorch 2.9 source): momentum kept as an exponential
 average B_t = mu B_{t-1} + (1 - mu) G_t, Nesterov direction G_t + mu (B_t - G_t), the quintic
@@ -31,15 +32,19 @@ gives the Newton-Schulz coefficients (3.4445, -4.7750, 2.0315), which we use; it
 (momentum form, scale rule, weight decay) we could not read: unverified.
 
 Pion (`Pion`) follows Shi et al., "Pion: A Spectrum-Preserving Optimizer via Orthogonal Equivalence
-Transformation" (arXiv 2605.12492v1), Sec. 2.2 and 2.4, read through a secondary summary of its
-update (the paper's own equations unverified): the gradient g of an (d_out x d_in) weight W is
+Transformation" (arXiv 2605.12492v1), Sec. 2.2 ("Spectrum-Preserving Update Rule": the title read in the paper's
+table of contents), read through a secondary summary of its update (the paper's own equations
+unverified): the gradient g of an (d_out x d_in) weight W is
 projected onto skew-symmetric generators on both sides, G_out = g W^T - W g^T and
 G_in = W^T g - g^T W; each has Adam moments (momentum in the Lie algebra), giving directions
 A = -m / (sqrt(v) + eps); a per-matrix scale alpha = c sqrt(d_out d_in) / (||A_out W + W A_in||_F +
 eps) fixes the RMS of the first-order change to lr c; and W <- E(lr alpha A_out) W E(lr alpha A_in).
 With E the matrix exponential both factors are orthogonal and the singular values of W never
-change; the paper uses the second-order truncation I + X + X^2 / 2 for speed, which preserves them
-only to O(lr^3) per step (`exp="second_order"`).
+change; the paper uses the second-order truncation E2(X) = I + X + X^2 / 2 for speed
+(`exp="second_order"`). E2(X) differs from exp(X) by O(lr^3), but for skew-symmetric X,
+E2(X)^T E2(X) = I + X^4 / 4 (our derivation), so it changes the singular values by only O(lr^4) per
+step. Our Adam moments are bias-corrected, which the summary does not show: both generators are
+then scaled by one number that alpha divides out, so the step is the same up to eps.
 """
 from __future__ import annotations
 
@@ -158,6 +163,8 @@ class Muon(torch.optim.Optimizer):
         self.orthogonalize = orthogonalize or (
             lambda G: newton_schulz_quintic(G, steps=ns_steps, dtype=ns_dtype))
 
+    orthogonalize_first = False   # Muon: momentum, then orthogonalize (OrthogonalSGDM swaps them)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure_loss(closure)
@@ -167,17 +174,21 @@ class Muon(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 g, state = p.grad, self.state[p]
+                if self.orthogonalize_first:
+                    g = self.orthogonalize(g)
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(g)
                 B = state["momentum_buffer"].lerp_(g, 1 - mu)
                 direction = g.lerp(B, mu) if group["nesterov"] else B
+                if not self.orthogonalize_first:
+                    direction = self.orthogonalize(direction)
                 p.mul_(1 - lr * group["weight_decay"])
-                p.sub_(lr * muon_scale(p.shape, group["scale"]) * self.orthogonalize(direction))
+                p.sub_(lr * muon_scale(p.shape, group["scale"]) * direction)
         return loss
 
 
 def _second_order_exp(X: torch.Tensor) -> torch.Tensor:
-    """I + X + X^2 / 2: orthogonal up to O(||X||^3) when X is skew-symmetric."""
+    """I + X + X^2 / 2; for skew-symmetric X, E2^T E2 = I + X^4 / 4: orthogonal up to O(||X||^4)."""
     return torch.eye(X.size(0), dtype=X.dtype, device=X.device) + X + 0.5 * X @ X
 
 
@@ -232,3 +243,126 @@ class Pion(torch.optim.Optimizer):
                 step = group["lr"] * alpha
                 W.copy_(exp(step * A_out) @ W @ exp(step * A_in))
         return loss
+
+
+class OrthogonalSGDM(Muon):
+    """Orthogonalize, then momentum (Orthogonal-SGDM, Tuddenham et al. 2022, in the form of
+    Kovalev, arXiv 2503.12645, which contrasts it with Muon): the same steps as `Muon` with the
+    order of the two operations swapped, O_t = orthogonalize(G_t); B_t = mu B_{t-1} + (1 - mu) O_t;
+    D_t = O_t + mu (B_t - O_t) (Nesterov) or B_t; theta <- (1 - lr wd) theta - lr muon_scale D_t.
+    Muon averages raw gradients and orthogonalizes the average; this averages orthogonalized
+    gradients, so its step has spectral norm <= lr muon_scale but not = (the average of
+    orthogonal matrices is shorter when they disagree).
+    Introduced in: notebooks/optimization/understanding-gradient-orthogonalization-for-deep-learning.ipynb"""
+
+    orthogonalize_first = True
+
+
+def frobenius_direction(G: torch.Tensor) -> torch.Tensor:
+    """G / ||G||_F: the X that maximizes <G, X> over the Frobenius ball ||X||_F <= 1 (the
+    trust-region step of normalized SGD); zero for G = 0. Pass as `Muon(orthogonalize=...)` to get
+    normalized SGD with momentum, per matrix.
+    Introduced in: notebooks/optimization/understanding-gradient-orthogonalization-for-deep-learning.ipynb"""
+    norm = G.norm()
+    return G / norm if norm > 0 else torch.zeros_like(G)
+
+
+class Combined:
+    """Several optimizers stepped as one, for parameters split by role (`split_for_muon`: Muon for
+    the hidden matrices, AdamW for the rest): step(closure) evaluates the closure once, then steps
+    each optimizer; zero_grad and param_groups cover them all (param_groups[0] is the first
+    optimizer's first group).
+    Introduced in: notebooks/optimization/understanding-gradient-orthogonalization-for-deep-learning.ipynb"""
+
+    def __init__(self, *optimizers):
+        if not optimizers:
+            raise ValueError("Combined needs at least one optimizer")
+        self.optimizers = list(optimizers)
+
+    @property
+    def param_groups(self) -> list:
+        return [group for opt in self.optimizers for group in opt.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None):
+        loss = closure_loss(closure)
+        for opt in self.optimizers:
+            opt.step()
+        return loss
+
+
+def noisy_quadratic_dual_norms(steps: int, lr: float, momentum: float, *, seeds=(0,),
+                               order: str = "momentum_first", sigma: float = 1.0,
+                               shape=(16, 8), start_distance: float = 1.0,
+                               problem_seed: int = 1000, momentum_error: bool = False):
+    """The spectral-norm trust-region method with momentum on f(X) = <X - X*, H (X - X*)> / 2
+    (H = A^T A + 0.1 I, A and X* drawn with `problem_seed`), from X_0 = X* - start_distance * D
+    (D a fixed random matrix of unit spectral norm), with stochastic gradients H (X - X*) + sigma N
+    (N standard normal, drawn per seed). order "momentum_first": m_k = momentum m_{k-1} +
+    (1 - momentum) g_k, X_{k+1} = X_k - lr polar(m_k) (Muon without Nesterov: the method of
+    Kovalev, arXiv 2503.12645, with alpha = 1 - momentum); "orthogonalize_first": the average of
+    polar(g_k) instead (Orthogonal-SGDM). All seeds run at once (a batch of matrices, float64).
+    Returns the nuclear norm ||grad f(X_k)||_* (the dual of the spectral norm) of every iterate,
+    shape (len(seeds), steps); with `momentum_error=True` also ||m_k - grad f(X_k)||_* of the
+    buffer after its update at step k (for "orthogonalize_first" the buffer averages orthogonal
+    matrices, so this is not an error of a gradient estimate), same shape. `constants()` gives
+    the constants of the analysis for this problem.
+    Introduced in: notebooks/optimization/understanding-gradient-orthogonalization-for-deep-learning.ipynb"""
+    check_int("steps", steps)
+    check_positive("lr", lr)
+    check_fraction("momentum", momentum)
+    check_choice("order", order, ("momentum_first", "orthogonalize_first"))
+    check_nonnegative("sigma", sigma)
+    m, n = shape
+    g = torch.Generator().manual_seed(problem_seed)
+    A = torch.randn(m, m, generator=g, dtype=torch.float64) / math.sqrt(m)
+    H = A.T @ A + 0.1 * torch.eye(m, dtype=torch.float64)
+    X_star = torch.randn(m, n, generator=g, dtype=torch.float64)
+    D = torch.randn(m, n, generator=g, dtype=torch.float64)
+    D = D / torch.linalg.matrix_norm(D, ord=2)
+    noise = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def polar(G):
+        U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+        return U @ Vh
+
+    X = (X_star - start_distance * D).expand(len(noise), m, n).clone()
+    norms = torch.empty(len(noise), steps, dtype=torch.float64)
+    errors = torch.empty_like(norms)
+    for k in range(steps):
+        grad = H @ (X - X_star)
+        norms[:, k] = torch.linalg.matrix_norm(grad, ord="nuc")
+        sample = grad + sigma * torch.stack([torch.randn(m, n, generator=gen, dtype=torch.float64)
+                                             for gen in noise])
+        if k == 0:
+            buffer = sample.clone() if order == "momentum_first" else polar(sample)  # m_0 = g_0
+        elif order == "momentum_first":
+            buffer.lerp_(sample, 1 - momentum)
+        else:
+            buffer.lerp_(polar(sample), 1 - momentum)
+        errors[:, k] = torch.linalg.matrix_norm(buffer - grad, ord="nuc")
+        X -= lr * (polar(buffer) if order == "momentum_first" else buffer)
+    return (norms, errors) if momentum_error else norms
+
+
+def noisy_quadratic_constants(sigma: float = 1.0, shape=(16, 8), start_distance: float = 1.0,
+                              problem_seed: int = 1000) -> dict:
+    """The constants of the trust-region analysis for `noisy_quadratic_dual_norms`' problem with
+    the spectral norm: L, the Lipschitz constant of the gradient from the spectral to the nuclear
+    norm (||H D||_* <= ||H||_2 ||D||_* <= ||H||_2 min(m, n) ||D||_2); rho = sqrt(min(m, n)), the
+    constant of ||D||_* <= rho ||D||_F; sigma_total = sigma sqrt(m n), the Frobenius standard
+    deviation of the gradient noise; delta0 = f(X_0) - min f.
+    Introduced in: notebooks/optimization/understanding-gradient-orthogonalization-for-deep-learning.ipynb"""
+    m, n = shape
+    g = torch.Generator().manual_seed(problem_seed)
+    A = torch.randn(m, m, generator=g, dtype=torch.float64) / math.sqrt(m)
+    H = A.T @ A + 0.1 * torch.eye(m, dtype=torch.float64)
+    torch.randn(m, n, generator=g, dtype=torch.float64)          # X*, drawn as in the run
+    D = torch.randn(m, n, generator=g, dtype=torch.float64)
+    D = start_distance * D / torch.linalg.matrix_norm(D, ord=2)
+    k = min(m, n)
+    return {"L": torch.linalg.matrix_norm(H, ord=2).item() * k, "rho": math.sqrt(k),
+            "sigma_total": sigma * math.sqrt(m * n), "delta0": 0.5 * (D * (H @ D)).sum().item()}

@@ -98,12 +98,16 @@ class OASIS(torch.optim.Optimizer):
     D_0 = the mean of `warmup_samples` Hutchinson samples at w_0. g_{k-1} is the gradient passed at
     the previous step: the same function's gradient for full-batch training, another minibatch's
     when stochastic (the paper evaluates both at the same minibatch; this optimizer does not
-    recompute it). One parameter group only, since eta_k is one number for all parameters.
+    recompute it). With `same_batch=True` it does: step(closure) then evaluates the closure once
+    more at w_{k-1} (an extra forward and backward on the batch the closure holds), so that
+    g_k - g_{k-1} is a difference of one function's gradients, as the paper's stochastic variant
+    needs; with a fixed (full) batch both choices give the same iterates. One parameter group
+    only, since eta_k is one number for all parameters.
     The caller must call `loss.backward(create_graph=True)` before `step()`.
     Introduced in: notebooks/optimization/doubly-adaptive-scaled-algorithm-for-machine.ipynb"""
 
     def __init__(self, params, lr=1.0, beta2=0.99, alpha=1e-5, adaptive=True, warmup_samples=1,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, same_batch: bool = False):
         check_positive("lr", lr)
         check_fraction("beta2", beta2)
         check_positive("alpha", alpha)
@@ -116,6 +120,7 @@ class OASIS(torch.optim.Optimizer):
             raise ValueError(f"{len(self.param_groups)} parameter groups, "
                              "OASIS takes one (eta_k is global)")
         self.generator = generator
+        self.same_batch = bool(same_batch)
         self.eta, self.theta = lr, math.inf      # eta_{k-1}, theta_{k-1}
 
     @torch.no_grad()
@@ -133,6 +138,11 @@ class OASIS(torch.optim.Optimizer):
             state["D"] = v if first else group["beta2"] * state["D"] + (1 - group["beta2"]) * v
             state["D_hat"] = state["D"].abs().clamp(min=group["alpha"])
         if not first and group["adaptive"]:
+            if self.same_batch:
+                if closure is None:
+                    raise ValueError("same_batch=True needs step(closure): the closure is "
+                                     "evaluated again at the previous point")
+                self._previous_grads_on_this_batch(params, closure)
             self.eta = self._adaptive_eta(params)
         elif not group["adaptive"]:
             self.eta = group["lr"]
@@ -141,6 +151,19 @@ class OASIS(torch.optim.Optimizer):
             state["previous"], state["previous_grad"] = p.detach().clone(), p.grad.detach().clone()
             p.sub_(self.eta * p.grad.detach() / state["D_hat"])
         return loss
+
+    def _previous_grads_on_this_batch(self, params, closure) -> None:
+        """Replace each state["previous_grad"] by the closure's gradient at w_{k-1} (the closure's
+        batch), and put w_k and its gradient back."""
+        current = [(p.detach().clone(), p.grad.detach().clone()) for p in params]
+        for p in params:
+            p.copy_(self.state[p]["previous"])
+        with torch.enable_grad():
+            closure()
+        for p, (w, g) in zip(params, current):
+            self.state[p]["previous_grad"] = p.grad.detach().clone()
+            p.copy_(w)
+            p.grad = g
 
     def _adaptive_eta(self, params) -> float:
         moved = sum(float((self.state[p]["D_hat"] * (p - self.state[p]["previous"]) ** 2).sum())
