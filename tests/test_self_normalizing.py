@@ -6,7 +6,6 @@ import torch
 from scipy import integrate
 from scipy.special import erfc
 from scipy.stats import norm
-from torch import nn
 
 from repro.normalization import self_normalizing as snn
 
@@ -96,37 +95,6 @@ def test_iterate_map_shape_and_convergence():
 def test_iterate_map_rejects_negative_steps():
     with pytest.raises(ValueError, match="steps == -1"):
         snn.iterate_map(lambda m, v: (m, v), 0.0, 1.0, -1)
-
-
-# --- statistics of a real network -------------------------------------------------------------
-def test_activation_statistics_match_a_direct_computation():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3), nn.ReLU())
-    x = torch.randn(50, 5)
-    stats = snn.activation_statistics(net, x)
-    h1 = net[1](net[0](x)).double()
-    h2 = net[3](net[2](h1.float())).double()
-    assert list(stats.layer) == [1, 2]
-    assert stats["mean"].tolist() == pytest.approx([h1.mean().item(), h2.mean().item()])
-    assert stats["var"].tolist() == pytest.approx([h1.var(unbiased=False).item(),
-                                                   h2.var(unbiased=False).item()])
-    assert stats["unit_var"][0] == pytest.approx(h1.var(0, unbiased=False).mean().item())
-    assert not net[1]._forward_hooks and not net[3]._forward_hooks
-
-
-def test_activation_statistics_in_training_mode_leave_the_model_alone():
-    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU())
-    net.train()
-    x = torch.randn(64, 4) * 3 + 2
-    stats = snn.activation_statistics(net, x, training=True)
-    # batch statistics: the pre-activations are standardized, so the ReLU mean is 1/sqrt(2 pi)
-    assert stats["mean"][0] == pytest.approx(1 / math.sqrt(2 * math.pi), abs=0.15)
-    assert torch.equal(net[1].running_mean, torch.zeros(6)) and net.training
-
-
-def test_activation_statistics_need_an_activation_module():
-    with pytest.raises(ValueError, match="has no module of types"):
-        snn.activation_statistics(nn.Sequential(nn.Linear(2, 2)), torch.randn(3, 2))
 
 
 @pytest.mark.parametrize("residual, accepted", [(1e-15, True), (1e-6, False)])

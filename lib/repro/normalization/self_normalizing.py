@@ -5,24 +5,18 @@ The mean-field picture (Klambauer et al., 2017; Poole et al., 2016): a unit's ne
 z = w.x is Gaussian with mean mu*omega and variance nu*tau, where mu, nu are the mean and variance
 of the previous layer's activations, omega = sum(w) and tau = sum(w^2). The map
 g: (mu, nu) -> (E f(z), Var f(z)) then says where the next layer's statistics go; iterating it
-says where they go in a deep net. Everything here is NumPy; `activation_statistics` measures the
-same quantities in a real torch network.
+says where they go in a deep net. Everything here is NumPy; `signal.activation_statistics` measures the same quantities in a real torch network.
 """
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import numpy as np
-import pandas as pd
-import torch
 from scipy import optimize
 from scipy.special import erf, erfc, erfcx
-from torch import nn
 
 from ..core.activations import SELU_ALPHA, SELU_LAMBDA, selu
 from ..core.gaussian import as_function, gaussian_expectation
-from ..core.models import layer_outputs
 
 
 def mean_var_map(activation: Callable | str, mu, nu, omega=0.0, tau=1.0, n: int = 64, kinks=None):
@@ -114,32 +108,3 @@ def iterate_map(g: Callable, mu0, nu0, steps: int) -> np.ndarray:
         mu, nu = (np.asarray(a, dtype=float) for a in g(mu, nu))
         path.append(np.stack([mu, nu]))
     return np.stack(path)
-
-
-@torch.no_grad()
-def activation_statistics(model: nn.Module, x: torch.Tensor,
-                          layer_types=(nn.SELU, nn.ReLU, nn.Tanh, nn.ELU, nn.GELU),
-                          training: bool = False) -> pd.DataFrame:
-    """Mean and variance of the outputs of every module of `layer_types` in `model` on inputs x,
-    pooled over samples and units (the ensemble over weights of the mean-field picture), and the
-    average over units of the per-unit variance across samples.
-
-    `training=True` runs a copy of the model in training mode (batch statistics in batch norm,
-    dropout on), so that the model's own buffers stay as they were. Returns one row per such
-    module, in the order they run: layer (1-based), mean, var, unit_var.
-    Introduced in: notebooks/normalization/self-normalizing-neural-networks.ipynb
-    """
-    if training:
-        model = copy.deepcopy(model)
-    was_training = model.training
-    model.train(training)
-    try:
-        outs = layer_outputs(model, x, layer_types)
-    finally:
-        model.train(was_training)
-    rows = []
-    for layer, out in enumerate(outs, start=1):
-        a = out.double().flatten(1)
-        rows.append({"layer": layer, "mean": a.mean().item(), "var": a.var(unbiased=False).item(),
-                     "unit_var": a.var(0, unbiased=False).mean().item()})
-    return pd.DataFrame(rows)
