@@ -140,12 +140,13 @@ def test_fmt(value, text):
     assert fmt(value) == text
 
 
-def table(measured, holds=True):
+def table(measured, holds=True, uncertainty=0.5):
     c = Claims()
     c.close("a constant", measured, 1.0, tol=0.5, kind="theory", source="Eq. 1")
-    c.less("a direction", {"ours": measured}, {"bound": 10.0}, kind="paper", source="Fig. 2")
+    c.less("a direction", {"ours": measured}, {"bound": 10.0}, kind="paper", source="Fig. 2",
+           uncertainty=uncertainty)
     c.within("a range", 3.0, 0, 1 if not holds else 5, kind="paper", source="Sec. 3", expected=holds,
-             reason=None if holds else "too small here")
+             reason=None if holds else "too small here", uncertainty=uncertainty / 10)
     c.close("an identity of our code", 1.0, 1.0, tol=0, kind="sanity", source="Eq. 4")
     return c.table()
 
@@ -179,6 +180,19 @@ def test_what_nbval_compares_ignores_measured_digits_but_not_verdicts():
     c, _ = table(1.2345678, holds=False)._repr_mimebundle_()
     assert sanitize(a["text/plain"]) != sanitize(c["text/plain"])
     assert sanitize(a["text/html"]) != sanitize(c["text/html"])
+
+
+def test_what_nbval_compares_ignores_the_digits_of_a_measured_uncertainty_but_not_the_verdict():
+    a, _ = table(1.2345678)._repr_mimebundle_()
+    b, _ = table(1.2345678, uncertainty=0.61)._repr_mimebundle_()
+    assert "by more than 0.5" in a["text/plain"] and "(measured +- 0.05)" in a["text/plain"]
+    assert a != b
+    for mime in ("text/plain", "text/html"):
+        assert sanitize(a[mime]) == sanitize(b[mime])
+    # an uncertainty larger than the margin makes the comparison inconclusive: that still shows
+    c, _ = table(1.2345678, uncertainty=20.0)._repr_mimebundle_()
+    for mime in ("text/plain", "text/html"):
+        assert sanitize(a[mime]) != sanitize(c[mime])
 
 
 def test_the_table_shows_the_seeds_of_the_recorded_sweep(tmp_path, monkeypatch):
