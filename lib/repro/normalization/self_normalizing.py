@@ -5,7 +5,8 @@ The mean-field picture (Klambauer et al., 2017; Poole et al., 2016): a unit's ne
 z = w.x is Gaussian with mean mu*omega and variance nu*tau, where mu, nu are the mean and variance
 of the previous layer's activations, omega = sum(w) and tau = sum(w^2). The map
 g: (mu, nu) -> (E f(z), Var f(z)) then says where the next layer's statistics go; iterating it
-says where they go in a deep net. Everything here is NumPy; `signal.activation_statistics` measures the same quantities in a real torch network.
+says where they go in a deep net. Everything here is NumPy; `signal.activation_statistics`
+measures the same quantities in a real torch network.
 """
 from __future__ import annotations
 
