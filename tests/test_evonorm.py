@@ -28,12 +28,17 @@ def test_instance_std_is_instance_norms_denominator():
                                atol=1e-5, rtol=1e-5)
 
 
-def test_s0_matches_its_equation():
-    x = _x()
-    layer = evonorm.EvoNormS0(8, groups=4)
+def _randomized(layer):
+    """The layer with random gamma, beta and v, so that the equations are checked away from init."""
     with torch.no_grad():
         for p in (layer.gamma, layer.beta, layer.v):
             p.copy_(torch.randn_like(p))
+    return layer
+
+
+def test_s0_matches_its_equation():
+    x = _x()
+    layer = _randomized(evonorm.EvoNormS0(8, groups=4))
     grouped = x.reshape(6, 4, 2, 5, 4)
     std = (grouped.var(dim=(2, 3, 4), unbiased=False, keepdim=True) + 1e-5).sqrt()
     expected = (x * torch.sigmoid(layer.v * x)).reshape_as(grouped) / std
@@ -65,10 +70,7 @@ def test_s0_is_batch_independent_and_batch_norm_is_not():
 
 def test_b0_matches_its_equation_and_tracks_the_batch_variance():
     x = _x()
-    layer = evonorm.EvoNormB0(8, momentum=0.1)
-    with torch.no_grad():
-        for p in (layer.gamma, layer.beta, layer.v):
-            p.copy_(torch.randn_like(p))
+    layer = _randomized(evonorm.EvoNormB0(8, momentum=0.1))
     batch_var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
     den = torch.maximum((batch_var + 1e-5).sqrt(), layer.v * x + evonorm.instance_std(x))
     torch.testing.assert_close(layer(x), x / den * layer.gamma + layer.beta)
