@@ -398,3 +398,36 @@ def test_step_times_builds_the_graph_for_the_named_optimizers(logistic):
     with pytest.raises(ValueError, match="create_graph"):
         benchmark.step_times(makers, logistic, lrs={"Adam": 0.01, "AdaHessian": 0.1}, steps=1,
                              create_graph=["Muon"])
+
+
+def test_digits_task_serves_flat_or_image_batches_of_the_requested_size():
+    flat = benchmark.digits_task(lambda: torch.nn.Linear(64, 10), batch_size=32, steps=5)
+    x, y = next(flat.batches(0))
+    assert x.shape == (32, 64) and y.shape == (32,) and flat.steps == 5
+    assert set(flat.evaluate(flat.make_model())) == {"eval_loss", "eval_accuracy"}
+    image = benchmark.digits_task(lambda: torch.nn.Flatten(), image=True, name="images")
+    assert next(image.batches(0))[0].shape == (64, 1, 8, 8) and image.name == "images"
+    with pytest.raises(ValueError, match="batch_size"):
+        benchmark.digits_task(lambda: torch.nn.Linear(64, 10), batch_size=0)
+
+
+def test_a_task_per_name_trains_each_name_on_its_own_model():
+    def linear():
+        return torch.nn.Linear(64, 10)
+
+    def mlp():
+        return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+
+    sgd = OPTIMIZERS["SGD"]
+    tasks = {"linear": benchmark.digits_task(linear, steps=30),
+             "mlp": benchmark.digits_task(mlp, steps=30)}
+    result = benchmark.compare({"linear": sgd, "mlp": sgd}, tasks, seeds=[0, 1], eval_every=5,
+                               lr_grids={"linear": GRIDS["SGD"], "mlp": [0.03, 0.3, 30.0]})
+    assert result.task == "digits" and set(result.finals().columns) == {"linear", "mlp"}
+    for name, task in tasks.items():  # each name's curve is a run of its own task
+        lr = result.chosen.set_index("optimizer").lr[name]
+        curve, _ = benchmark.run(sgd, task, lr, seed=1, steps=30, eval_every=5)
+        theirs = result.curves[(result.curves.optimizer == name) & (result.curves.seed == 1)]
+        np.testing.assert_allclose(curve.loss, theirs.loss, rtol=1e-6)
+    with pytest.raises(ValueError, match="name the optimizers exactly"):
+        benchmark.compare({"linear": sgd}, tasks, lr_grids={"linear": GRIDS["SGD"]}, seeds=[0])

@@ -98,14 +98,25 @@ def _classification_eval(x, y) -> Callable[[nn.Module], dict]:
     return evaluate
 
 
-def _digits_task(name: str, make_model: Callable, steps: int, image: bool = False) -> Task:
-    split = sklearn_dataset("digits")  # 1347 train, 450 held-out images, standardized pixels
+def digits_task(make_model: Callable[[], nn.Module], *, image: bool = False, batch_size: int = 64,
+                steps: int = 100, name: str = "digits", device="cpu") -> Task:
+    """sklearn's digits (1347 training, 450 held-out images, standardized pixels) as a Task for
+    the model `make_model()`: flat 64-vectors, or 1x8x8 images with `image`, in shuffled batches
+    of `batch_size`, cross-entropy loss, held-out loss and accuracy. The data and each new model
+    live on `device`. One Task per model compares models (normalization layers, say) with
+    `compare(..., task={name: Task})`.
+    Introduced in: notebooks/optimization/adahessian.ipynb (public: the normalization chapter)
+    """
+    check_int("batch_size", batch_size)
+    check_int("steps", steps)
+    split = sklearn_dataset("digits")
     shape = (-1, 1, 8, 8) if image else (-1, 64)
-    x_train, x_test = split.x_train.reshape(shape), split.x_test.reshape(shape)
-    return Task(name, make_model,
-                batches=lambda seed: train.batches(x_train, split.y_train, batch_size=64,
+    x_train, x_test = (x.reshape(shape).to(device) for x in (split.x_train, split.x_test))
+    y_train, y_test = split.y_train.to(device), split.y_test.to(device)
+    return Task(name, lambda: make_model().to(device),
+                batches=lambda seed: train.batches(x_train, y_train, batch_size=batch_size,
                                                    seed=seed),
-                loss=train.cross_entropy, evaluate=_classification_eval(x_test, split.y_test),
+                loss=train.cross_entropy, evaluate=_classification_eval(x_test, y_test),
                 steps=steps)
 
 
@@ -128,14 +139,14 @@ def _text_task() -> Task:
 
 
 _TASKS = {
-    "logistic": lambda: _digits_task("logistic", lambda: nn.Linear(64, 10), steps=100),
-    "mlp": lambda: _digits_task("mlp", lambda: MLP(64, 10, width=64, depth=2), steps=100),
-    "cnn": lambda: _digits_task("cnn", lambda: SmallCNN(1, 10, length=8, dims=2, channels=16),
-                                steps=60, image=True),
+    "logistic": lambda: digits_task(lambda: nn.Linear(64, 10), steps=100, name="logistic"),
+    "mlp": lambda: digits_task(lambda: MLP(64, 10, width=64, depth=2), steps=100, name="mlp"),
+    "cnn": lambda: digits_task(lambda: SmallCNN(1, 10, length=8, dims=2, channels=16), steps=60,
+                               image=True, name="cnn"),
     "char-transformer": _text_task,
     # the mlp with batch normalization, which lets SGD take much larger rates (super-convergence)
-    "mlp-bn": lambda: _digits_task("mlp-bn", lambda: MLP(64, 10, width=64, depth=2, norm="batch"),
-                                   steps=100),
+    "mlp-bn": lambda: digits_task(lambda: MLP(64, 10, width=64, depth=2, norm="batch"),
+                                  steps=100, name="mlp-bn"),
 }
 
 
@@ -268,12 +279,16 @@ def _check_grids(optimizers: dict, lr_grids: dict) -> None:
                              "increasing rates > 0")
 
 
-def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict, seeds,
+def compare(optimizers: dict[str, Callable], task: Task | str | dict[str, Task], *, lr_grids: dict,
+            seeds,
             steps: int | None = None, eval_every: int | None = None, target: float | None = None,
             diverge_factor: float = 10.0, create_graph=(), takes_model=(),
             schedules: dict | None = None, fixed: dict | None = None,
             losses: dict | None = None) -> Comparison:
     """Compare optimizers on `task` (a Task or a task's name) with the same tuning budget.
+    `task` may also map every name of `optimizers` to its own Task: then each name trains its own
+    model (a normalization layer, an architecture) on the same data, and the comparison's rows
+    named "optimizer" name those models.
 
     `optimizers` maps a name to a factory make(params, lr); `lr_grids` maps the same names to
     increasing grids of learning rates, all of one length. Each optimizer's rate is tuned on
@@ -297,9 +312,10 @@ def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict
     to optimizer.step(closure) undifferentiated, for an optimizer that differentiates each term
     itself (DOT, `repro.optimization.distillation`), whose step returns the total.
     Introduced in: notebooks/optimization/adahessian.ipynb (schedules: super-convergence.ipynb;
-    fixed: doubly-adaptive-scaled-algorithm-for-machine.ipynb; losses: dot.ipynb)
+    fixed: doubly-adaptive-scaled-algorithm-for-machine.ipynb; losses: dot.ipynb; a Task per
+    name: online-normalization-for-training-neural-networks.ipynb)
     """
-    task = _build(task) if isinstance(task, str) else task  # `task` the argument hides task()
+    tasks = _tasks_by_name(task, optimizers)
     fixed = dict(fixed or {})
     _names("fixed", set(fixed), optimizers)
     for name, lr in fixed.items():
@@ -312,8 +328,10 @@ def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict
             isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
         raise ValueError(f"seeds == {seeds}, must be distinct ints, at least one")
     seeds = [int(s) for s in seeds]
-    steps = task.steps if steps is None else check_int("steps", steps)
-    eval_every = max(1, steps // 10) if eval_every is None else check_int("eval_every", eval_every)
+    if steps is not None:
+        check_int("steps", steps)
+    if eval_every is not None:
+        check_int("eval_every", eval_every)
     check_positive("diverge_factor", diverge_factor)
     if target is not None:
         check_positive("target", target)
@@ -329,36 +347,32 @@ def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict
 
     curves, grids, chosen = [], [], []
     for name, make in optimizers.items():
-        settings = dict(steps=steps, eval_every=eval_every, diverge_factor=diverge_factor,
-                        create_graph=name in create_graph, takes_model=name in takes_model,
-                        make_schedule=schedules.get(name), loss_fn=losses.get(name))
+        task = tasks[name]
+        run_steps = task.steps if steps is None else steps
+        settings = dict(steps=run_steps, eval_every=eval_every or max(1, run_steps // 10),
+                        diverge_factor=diverge_factor, create_graph=name in create_graph,
+                        takes_model=name in takes_model, make_schedule=schedules.get(name),
+                        loss_fn=losses.get(name))
         tuning_runs = {}
 
         def score(lr):
             tuning_runs[lr] = _run(task, make, lr, seeds[0], **settings)
             return _final_eval_loss(*tuning_runs[lr])
 
-        if name in fixed:
-            run = tuning_runs[fixed[name]] = _run(task, make, fixed[name], seeds[0], **settings)
-            tuned = Tuned(best=fixed[name], score=_final_eval_loss(*run), table=pd.DataFrame(
-                [{"lr": fixed[name], "score": _final_eval_loss(*run), "diverged": run[1]}]))
-            grids.append(tuned.table.assign(optimizer=name))
-            chosen.append({"optimizer": name, "lr": tuned.best, "score": tuned.score})
-            for seed in seeds:
-                curve, diverged = (run if seed == seeds[0] else
-                                   _run(task, make, tuned.best, seed, **settings))
-                curves.append(curve.assign(optimizer=name, lr=tuned.best, seed=seed,
-                                           diverged=diverged))
-            continue
-        grid = list(lr_grids[name])
-        try:
-            tuned = tune(score, grid, name="lr")
-        except GridEdgeError as edge:
-            scores = {lr: round(_final_eval_loss(*run), 4) for lr, run in tuning_runs.items()}
-            raise GridEdgeError(f"{name} on {task.name}: {edge}; final eval losses {scores}"
-                                ) from edge
-        except ValueError as every_diverged:
-            raise ValueError(f"{name} on {task.name}: {every_diverged}") from every_diverged
+        if name in fixed:  # one run at the given rate, scored like a one-point grid
+            lr = fixed[name]
+            tuned = Tuned(best=lr, score=score(lr), table=pd.DataFrame(
+                [{"lr": lr, "score": _final_eval_loss(*tuning_runs[lr]),
+                  "diverged": tuning_runs[lr][1]}]))
+        else:
+            try:
+                tuned = tune(score, list(lr_grids[name]), name="lr")
+            except GridEdgeError as edge:
+                scores = {lr: round(_final_eval_loss(*run), 4) for lr, run in tuning_runs.items()}
+                raise GridEdgeError(f"{name} on {task.name}: {edge}; final eval losses {scores}"
+                                    ) from edge
+            except ValueError as every_diverged:
+                raise ValueError(f"{name} on {task.name}: {every_diverged}") from every_diverged
         grids.append(tuned.table.assign(optimizer=name))
         chosen.append({"optimizer": name, "lr": tuned.best, "score": tuned.score})
         for seed in seeds:
@@ -370,9 +384,25 @@ def compare(optimizers: dict[str, Callable], task: Task | str, *, lr_grids: dict
     summary = _summary(curves, target)
     curves = curves.drop(columns="diverged")
     extra = [c for c in curves.columns if c not in CURVE_COLUMNS]
-    return Comparison(task=task.name, curves=curves[CURVE_COLUMNS + extra],
+    names = list(dict.fromkeys(t.name for t in tasks.values()))
+    floors = {t.floor for t in tasks.values()}
+    return Comparison(task=", ".join(names), curves=curves[CURVE_COLUMNS + extra],
                       grid=pd.concat(grids, ignore_index=True)[GRID_COLUMNS],
-                      chosen=pd.DataFrame(chosen), summary=summary, floor=task.floor, target=target)
+                      chosen=pd.DataFrame(chosen), summary=summary,
+                      floor=floors.pop() if len(floors) == 1 else None, target=target)
+
+
+def _tasks_by_name(task, optimizers: dict) -> dict[str, Task]:
+    """`compare`'s task argument as one Task per name of `optimizers`."""
+    if isinstance(task, dict):
+        if set(task) != set(optimizers):
+            raise ValueError(f"a task per name must name the optimizers exactly: optimizers "
+                             f"{sorted(optimizers)}, tasks {sorted(task)}")
+        if not all(isinstance(t, Task) for t in task.values()):
+            raise ValueError("task must map each name to a benchmark Task")
+        return dict(task)
+    task = _build(task) if isinstance(task, str) else task  # `task` the argument hides task()
+    return {name: task for name in optimizers}
 
 
 def _names(arg: str, names, optimizers: dict) -> set:
