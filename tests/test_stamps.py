@@ -55,10 +55,29 @@ def test_staleness_names_what_changed(tiny, edit, reason):
     assert any(reason in r for r in stamps.staleness(nb)), stamps.staleness(nb)
 
 
+def test_a_comment_or_a_rewrapped_line_stales_nothing(tiny):
+    nb = copy.deepcopy(tiny)
+    cell = nb.cells[4]
+    assert "\n" in cell.source.strip()
+    cell.source = "# a new comment\n" + cell.source.replace("\n", "  # and a note\n", 1)
+    assert stamps.staleness(nb) == []
+    assert stamps.code_digest("x = f(1,\n      2)  # why") == stamps.code_digest("x = f(1, 2)")
+    assert stamps.code_digest("%timeit f()\nx = 1") != stamps.code_digest("x = 1")
+
+
+def test_a_comment_added_to_a_module_stales_nothing(tmp_path):
+    lib = tmp_path / "repro"
+    shutil.copytree(stamps.LIB, lib, ignore=shutil.ignore_patterns("__pycache__"))
+    before = stamps.dependencies(["from repro.core import stats"], lib)
+    stats = lib / "core" / "stats.py"
+    stats.write_text(stats.read_text() + "\n# a comment\n")
+    assert stamps.dependencies(["from repro.core import stats"], lib) == before
+
+
 def notebooks_staled_by_editing(tmp_path, module: str) -> set[str]:
     lib = tmp_path / "repro"
     shutil.copytree(stamps.LIB, lib, ignore=shutil.ignore_patterns("__pycache__"))
-    (lib / module).write_text((lib / module).read_text() + "\n# an edit\n")
+    (lib / module).write_text((lib / module).read_text() + "\n_EDITED = True\n")
     return {p.slug for p in catalog.with_notebooks()
             if stamps.staleness(nbformat.read(p.notebook_path, as_version=4), lib)}
 

@@ -1,18 +1,22 @@
 """Open the built site in Debian's headless Chromium, the way a reader would: served over HTTP."""
+import csv
 import functools
+import io
+import json
+import os
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import pytest
 from bs4 import BeautifulSoup
 from playwright.sync_api import sync_playwright
 
-from repro.harness import book, catalog, checkout
+from repro.harness import book, catalog, checkout, contract, pages
 
 HTML = (checkout.root() / book.SITE).parent
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("REPRO_CHROMIUM", "/usr/bin/chromium")  # CI: Playwright's build
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
          "--disable-component-update", "--no-first-run", "--disable-sync"]
 
@@ -91,10 +95,91 @@ def test_catalog_lists_every_paper(browser):
     assert not failed and not broken_internal_links(page, browser)
 
 
-def test_scorecard(browser):
+def test_the_gallery_has_a_card_per_reproduction_with_its_thumbnail(browser):
+    page, failed = open_page(browser, "index.html")
+    cards = page.locator(".repro-card")
+    papers = catalog.with_notebooks()
+    assert cards.count() == len(papers)
+    hrefs = set(page.eval_on_selector_all(".repro-card a", "els => els.map(e => e.href)"))
+    pages = {browser.base + p.notebook.replace(".ipynb", ".html") for p in papers}
+    assert hrefs == pages, "every card links to its paper's page, and every page has a card"
+    thumbnails = page.locator(".repro-card img")
+    assert thumbnails.count() == len(papers), "every card shows its notebook's key figure"
+    assert not broken_images(page, browser) and not failed
+    counts = page.locator(".repro-count").all_inner_texts()
+    for status in catalog.STATUSES:
+        n = sum(p.status == status for p in catalog.papers())
+        assert any(t.split() == [str(n), *status.split()] for t in counts), (status, counts)
+
+
+def test_the_explorer_filters_the_claims_in_the_browser(browser):
+    page, failed = open_page(browser, "book/scorecard.html")
+    assert not failed, f"requests failed: {failed}"
+    page.wait_for_selector(".tabulator-row")
+    total = len(json.loads(page.locator("#repro-scorecard").inner_text()))
+    count = page.locator("#explorer-count")
+    assert count.inner_text() == f"{total} of {total} claims"
+    groups = page.locator(".tabulator-group").count()
+    assert groups == len(catalog.with_notebooks()), "one section per paper"
+    page.select_option("#filter-kind", "sanity")
+    sanity = int(count.inner_text().split()[0])
+    assert 0 < sanity < total
+    kinds = page.eval_on_selector_all(".tabulator-row .tabulator-cell[tabulator-field='kind']",
+                                      "els => els.map(e => e.innerText.trim())")
+    assert kinds and set(kinds) == {"sanity"}
+    page.select_option("#filter-result", "holds")
+    assert int(count.inner_text().split()[0]) <= sanity
+    page.select_option("#filter-kind", "")
+    page.select_option("#filter-result", "")
+    assert count.inner_text() == f"{total} of {total} claims"
+
+
+def test_the_scorecard_downloads_are_well_formed(browser):
+    stored = sum(len(contract.stored_claims(contract.read(p.notebook_path)) or [])
+                 for p in catalog.with_notebooks())
     page, _ = open_page(browser, "book/scorecard.html")
-    assert page.locator("table tbody tr").count() >= len(catalog.with_notebooks())
+    for link in ("CSV", "JSON"):
+        href = page.get_by_role("link", name=link, exact=True).get_attribute("href")
+        response = page.request.get(urljoin(page.url, href))
+        assert response.ok, href
+        if link == "CSV":
+            rows = list(csv.DictReader(io.StringIO(response.text())))
+            assert list(rows[0]) == pages.SCORECARD_COLUMNS
+        else:
+            rows = response.json()
+        assert len(rows) == stored and all(r["statement"] and r["result"] for r in rows)
+
+
+def test_the_statistics_page_has_a_row_per_notebook(browser):
+    page, failed = open_page(browser, "book/statistics.html")
+    rows = page.locator("table tbody tr")
+    assert rows.count() == len(catalog.with_notebooks()) and not failed
+    assert all(" s" in text for text in rows.locator("td:nth-child(2)").all_inner_texts())
     assert not broken_internal_links(page, browser)
+
+
+def every_page():
+    """The site's pages, less Sphinx's index and search pages and the root's redirect."""
+    return sorted(str(p.relative_to(HTML)) for p in HTML.rglob("*.html")
+                  if not p.relative_to(HTML).parts[0].startswith("_")
+                  and p.name not in ("genindex.html", "search.html")
+                  and p.relative_to(HTML) != Path("index.html"))
+
+
+def test_no_page_scrolls_sideways_at_1280_px(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    wide = {}
+    for relative in every_page():
+        page.goto(browser.base + relative, wait_until="load")
+        overflow = page.evaluate("""() => {
+            const root = document.documentElement;
+            const code = [...document.querySelectorAll('div.highlight pre')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).length;
+            return {page: root.scrollWidth > root.clientWidth, code: code};
+        }""")
+        if overflow["page"] or overflow["code"]:
+            wide[relative] = overflow
+    assert not wide, f"pages that scroll sideways at 1280 px: {wide}"
 
 
 def one_per_theme():
@@ -130,6 +215,12 @@ def test_every_paper_page_has_its_figures_claims_and_links(paper):
     assert all((path.parent / src).resolve().is_file() for src in images if "://" not in src), images
     rows = soup.select("table.repro-claims tbody tr:not(.kind)")  # claims, without the kind headers
     assert len(rows) >= 3 and len(soup.select("table.repro-claims td.measured")) == len(rows)
+    box = soup.select_one("div.repro-summary")
+    assert box is not None, "the summary box opens the page"
+    assert paper.status in box.get_text() and "findings hold" in box.get_text()
+    hrefs = [a["href"] for a in box.find_all("a", href=True)]
+    assert any(h.startswith("https://colab.research.google.com/") for h in hrefs)
+    assert all((path.parent / h).resolve().is_file() for h in hrefs if "://" not in h), hrefs
     links = [a["href"].split("#")[0] for a in soup.find_all("a", href=True)]
     missing = [h for h in links if h and "://" not in h and not h.startswith("mailto:")
                and not (path.parent / h).resolve().exists()]

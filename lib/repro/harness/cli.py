@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 import nbformat
 
-from . import catalog, checkout, execute, sweep as sweep_mod
+from ..core.provenance import write_json_atomic
+from . import catalog, checkout, collection, execute, sweep as sweep_mod
 from .execute import EXIT_CLAIMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE, ParameterError
 
 RUNS = Path("runs")  # in the checkout
@@ -89,13 +90,22 @@ def list_papers(theme, status):
 @click.option("--cell-timeout", type=click.IntRange(min=1), default=1200, show_default=True,
               help="Seconds one cell may run before the notebook is stopped (a full preset on a CPU "
                    "may need more).")
-def run(paper, preset, seed, assignments, out, cell_timeout):
+@click.option("--record", is_flag=True,
+              help="With --preset full: keep the run's time, memory, device and verdicts in "
+                   "data/full-runs/<slug>.json, which the execution statistics page shows.")
+def run(paper, preset, seed, assignments, out, cell_timeout, record):
     """Execute PAPER's notebook (a slug or a catalog id) with papermill."""
     p = paper_with_notebook(paper)
+    if record and preset != "full":
+        fail("--record keeps a full run: add --preset full")
     parameters = checked_parameters(p, preset, seed, assignments)
     click.echo(f"running {p.slug} with {parameters or 'the defaults'} ...")
     outcome = execute.execute(p, out_folder(out), parameters=parameters, timeout=cell_timeout)
     print_outcome(outcome)
+    if record and outcome.exit_code != EXIT_ERROR:
+        path = checkout.root() / collection.FULL_RUNS / f"{p.slug}.json"
+        write_json_atomic(path, execute.full_run_record(outcome))
+        click.echo(f"  recorded: {path}")
     sys.exit(outcome.exit_code)
 
 

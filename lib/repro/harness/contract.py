@@ -4,7 +4,9 @@ In order: a header (title, authors, year, paper link, Colab badge, citation, "Th
 install cell (exactly INSTALL_CELL), a code cell tagged `parameters` (literals only), a
 `repro.setup(...)` cell that reads the `PRESETS` table and passes the overrides on, the
 experiment, one claims cell tagged `claims` and `nbval-check-output`, and a section
-"What differs from the paper".
+"What differs from the paper". No line of code is longer than MAX_LINE characters, the setup
+cell is tagged `hide-input`, and exactly one code cell, tagged `key-figure`, shows the figure
+the gallery uses as the notebook's thumbnail.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ try:
     import repro
 except ImportError:
     import importlib, os, subprocess, sys
-    spec = os.environ.get("REPRO_PIP_SPEC", "{PIP_SPEC}")
+    spec = os.environ.get("REPRO_PIP_SPEC",
+                          "{PIP_SPEC}")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec], check=True)
     importlib.invalidate_caches()
     import repro'''
@@ -36,6 +39,9 @@ INSTALL_TAGS = ["remove-cell"]  # the site does not show it: it does nothing the
 BADGE = "book/images/colab-badge.svg"  # served with the site, so the badge shows offline too
 REQUIRED_PARAMETERS = {"preset": "smoke", "seed": 0, "device": "auto", "overrides": {}}
 CLAIMS_TAGS = ("claims", "nbval-check-output")
+MAX_LINE = 100  # characters in a line of code, so that the site never scrolls sideways
+SETUP_TAG = "hide-input"  # the configuration cell (PRESETS, repro.setup) shows folded
+KEY_FIGURE_TAG = "key-figure"  # the one cell whose figure is the gallery's thumbnail
 DIFFERENCES = "## What differs from the paper"
 MIN_COUNTED = 3  # paper and theory claims a notebook must have
 
@@ -215,6 +221,31 @@ def _claims_problems(nb, paper=None) -> list[str]:
     return problems
 
 
+def _layout_problems(nb, setup_at) -> list[str]:
+    """Long lines, the configuration cell that must fold, and the key figure."""
+    problems = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code":
+            continue
+        for n, line in enumerate(c.source.splitlines(), 1):
+            if len(line) > MAX_LINE:
+                problems.append(f"layout: cell {i} line {n} is {len(line)} characters long, more than "
+                                f"{MAX_LINE}")
+    if setup_at is not None and SETUP_TAG not in nb.cells[setup_at].metadata.get("tags", []):
+        problems.append(f"layout: the setup cell (cell {setup_at}, PRESETS and repro.setup) must be "
+                        f"tagged '{SETUP_TAG}' so that it shows folded")
+    key = [i for i, c in enumerate(nb.cells)
+           if c.cell_type == "code" and KEY_FIGURE_TAG in c.metadata.get("tags", [])]
+    if len(key) != 1:
+        problems.append(f"key figure: expected one code cell tagged '{KEY_FIGURE_TAG}' (the gallery's "
+                        f"thumbnail), found {len(key)}")
+    elif nb.cells[key[0]].execution_count is not None and not any(
+            "image/png" in out.get("data", {}) for out in nb.cells[key[0]].get("outputs", [])):
+        problems.append(f"key figure: cell {key[0]}, tagged '{KEY_FIGURE_TAG}', has no stored image/png "
+                        "output")
+    return problems
+
+
 def contract_problems(nb, paper: Paper | None = None) -> list[str]:
     """Everything in `nb` that breaks the notebook contract (an empty list when it follows it)."""
     cells = nb.cells
@@ -247,6 +278,7 @@ def contract_problems(nb, paper: Paper | None = None) -> list[str]:
         problems.append(f"differences: no markdown cell starting with '{DIFFERENCES}'")
     elif any("TODO" in c.source for c in differences):
         problems.append("differences: still has TODO")
+    problems += _layout_problems(nb, setup_at[0] if setup_at else None)
     unexecuted = [i for i, c in enumerate(cells) if c.cell_type == "code" and c.execution_count is None]
     if unexecuted:
         problems.append(f"outputs: code cells {unexecuted} have no stored execution")

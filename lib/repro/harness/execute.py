@@ -236,13 +236,39 @@ def refresh(papers: list[Paper], *, workers: int | None = None, on_done=None) ->
 
     def store(outcome):
         if outcome.exit_code == EXIT_OK:
-            store_outputs(by_slug[outcome.slug], Path(outcome.notebook), outcome.wall_time_s)
+            store_outputs(by_slug[outcome.slug], Path(outcome.notebook), outcome.wall_time_s,
+                          **run_record(Path(outcome.results)))
         if on_done:
             on_done(outcome)
     return run_many([(p, executed, {}) for p in papers], workers=workers, on_done=store)
 
 
-def store_outputs(paper: Paper, executed_notebook: Path, seconds: float) -> None:
+def run_record(results: Path) -> dict:
+    """The peak memory and device of the execution whose results file is `results` (beside it, its
+    timing file), as `stamps.stamp` takes them; None where a file lacks them."""
+    timing = results.with_suffix(".timing.json")
+    memory = json.loads(timing.read_text()).get("notebook", {}).get("peak_memory_mb") \
+        if timing.is_file() else None
+    device = json.loads(results.read_text()).get("provenance", {}).get("device") \
+        if results.is_file() else None
+    return {"peak_memory_mb": memory, "device": device}
+
+
+def full_run_record(outcome: Outcome) -> dict:
+    """What `repro run --preset full --record` keeps of a run: when, where, how long, how much
+    memory, and each claim's verdict."""
+    results = json.loads(Path(outcome.results).read_text())
+    provenance = results.get("provenance", {})
+    return {"parameters": outcome.parameters, "exit_code": outcome.exit_code,
+            "wall_time_s": outcome.wall_time_s, **run_record(Path(outcome.results)),
+            "commit": provenance.get("commit"), "config": provenance.get("config"),
+            "executed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "claims": [{k: c.get(k) for k in ("statement", "kind", "expected", "verdict", "status")}
+                       for c in results.get("claims", [])]}
+
+
+def store_outputs(paper: Paper, executed_notebook: Path, seconds: float, *,
+                  peak_memory_mb: float | None = None, device: str | None = None) -> None:
     """Copy an execution's outputs into the committed notebook and stamp them.
 
     Only the outputs and execution counts travel; the source cells stay the committed ones."""
@@ -255,7 +281,7 @@ def store_outputs(paper: Paper, executed_notebook: Path, seconds: float) -> None
             src_cell.outputs = run_cell.outputs
             src_cell.execution_count = run_cell.execution_count
     _strip_run_metadata(source)
-    stamps.stamp(source, seconds=seconds)
+    stamps.stamp(source, seconds=seconds, peak_memory_mb=peak_memory_mb, device=device)
     tmp = paper.notebook_path.with_suffix(".ipynb.tmp")
     nbformat.write(source, tmp)
     os.replace(tmp, paper.notebook_path)

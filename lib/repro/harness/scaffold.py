@@ -32,9 +32,12 @@ def scaffold(paper: Paper, bibkey: str):
              'overrides = {}  # any setting of the preset, e.g. {"steps": 300}; `repro run -p` sets them',
              metadata={"tags": ["parameters"]}),
         code("PRESETS = {\n    \"smoke\": dict(),\n    \"full\": dict(),\n}\n"
-             "cfg = repro.setup(preset, seed, device, presets=PRESETS, overrides=overrides)"),
+             "cfg = repro.setup(preset, seed, device, presets=PRESETS, overrides=overrides)",
+             metadata={"tags": [contract.SETUP_TAG]}),
         md("## Experiment\n\nTODO: one sentence on what this section tests."),
-        code("# TODO: the experiment"),
+        code("# TODO: the experiment; the figure of the cell tagged key-figure (one cell: the one\n"
+             "# showing the headline result) is the notebook's thumbnail in the gallery",
+             metadata={"tags": [contract.KEY_FIGURE_TAG]}),
         md("## Claims\n\nEach claim is the paper's finding, with where the paper states it."),
         code(f'claims = repro.Claims(cfg, slug="{paper.slug}")\n'
              '# TODO: claims.close(..., kind="paper", source="Sec. 3"), claims.rate(...), claims.less(...)\n'

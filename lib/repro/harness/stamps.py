@@ -3,7 +3,8 @@
 A stamp covers the notebook's code cells, its parameters, the `repro` modules it imports (followed
 through the import graph, read from the sources) and the versions of the packages that change
 numbers. Editing a module therefore stales only the notebooks that import it, and `staleness`
-says which file or version changed.
+says which file or version changed. Code is hashed by its syntax tree, so that rewrapping a line
+or editing a comment, which cannot change a result, stales nothing.
 """
 from __future__ import annotations
 
@@ -29,14 +30,27 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def code_hash(nb) -> str:
-    """Hash of the code cells' sources: what a reader could change to change the outputs."""
-    return digest(b"\0".join(c.source.encode() for c in contract.code_cells(nb)))
-
-
 def _python(source: str) -> str:
     """The source without IPython's line magics and shell escapes, which `ast` cannot read."""
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def code_digest(source: str) -> str:
+    """Digest of what a source does: its syntax tree (magics kept as text), not its layout or its
+    comments; a source that does not parse is digested as it is written."""
+    magics = [line.strip() for line in source.splitlines() if line.lstrip().startswith(("%", "!"))]
+    with warnings.catch_warnings():  # a notebook's "\Omega" in a plain string is its own business
+        warnings.simplefilter("ignore")
+        try:
+            tree = ast.dump(ast.parse(_python(source)))
+        except SyntaxError:
+            return digest(source.encode())
+    return digest("\n".join([*magics, tree]).encode())
+
+
+def code_hash(nb) -> str:
+    """Hash of the code cells: what a reader could change to change the outputs."""
+    return digest("\0".join(code_digest(c.source) for c in contract.code_cells(nb)).encode())
 
 
 def module_file(name: str, lib: Path = LIB) -> Path | None:
@@ -74,8 +88,8 @@ def imported_modules(source: str, package: str = "", lib: Path = LIB) -> set[str
 def _module(path: Path, mtime_ns: int, size: int, package: str, lib: Path) -> tuple[frozenset, str]:
     """(the modules a library file imports, its digest): read once while the file is unchanged,
     which makes checking hundreds of notebooks cheap."""
-    data = path.read_bytes()
-    return frozenset(imported_modules(data.decode(), package, lib)), digest(data)
+    source = path.read_text()
+    return frozenset(imported_modules(source, package, lib)), code_digest(source)
 
 
 def dependencies(sources, lib: Path = LIB) -> dict[str, str]:
@@ -122,9 +136,12 @@ def current(nb, lib: Path = LIB, sweep: bool = True) -> dict:
     return {**now, "sweep": sweep_digest(nb)} if sweep else now
 
 
-def stamp(nb, *, seconds: float | None = None, preset: str = "smoke", seed: int = 0) -> dict:
-    """Record in the notebook's metadata what produced its outputs, and how long they took."""
+def stamp(nb, *, seconds: float | None = None, preset: str = "smoke", seed: int = 0,
+          peak_memory_mb: float | None = None, device: str | None = None) -> dict:
+    """Record in the notebook's metadata what produced its outputs, how long they took, the
+    kernel's peak memory and the device they ran on."""
     record = {**current(nb), "preset": preset, "seed": seed, "smoke_seconds": seconds,
+              "peak_memory_mb": peak_memory_mb, "device": device,
               "executed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     nb.metadata[KEY] = record
     return record
