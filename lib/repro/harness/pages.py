@@ -92,7 +92,7 @@ def gallery_page(papers, entries) -> str:
     lines = ["## The reproductions", "", "::::{grid} 2 3 5 5", ":gutter: 2",
              ":class-container: repro-counts", ""]
     for status in catalog.STATUSES:
-        lines += [f":::{{grid-item-card}}", f":class-card: repro-count status-{BADGES[status]}", "",
+        lines += [":::{grid-item-card}", f":class-card: repro-count status-{BADGES[status]}", "",
                   f"**{counts[status]}**<br>{status}", ":::", ""]
     lines += ["::::", ""]
     for theme, title, rows in by_theme(entries, paper=lambda e: e.paper):
