@@ -57,6 +57,6 @@ def test_record_keeps_the_sweep_with_its_stamp(tiny_paper, tmp_path, monkeypatch
     assert record["stamp"] == stamps.current(nb, sweep=False)
     problems = check.sweep_problems(tmp_path, tiny_paper, nb)
     assert any("2 seed(s) recorded, at least 5 needed" in p for p in problems)
-    nb.cells[4].source += "\n# changed"
+    nb.cells[4].source += "\nchanged = True"
     assert any("sweep: stale, its code cells changed" in p for p in check.sweep_problems(tmp_path, tiny_paper, nb))
     assert "none recorded" in check.sweep_problems(tmp_path / "elsewhere", tiny_paper, nb)[0]
