@@ -89,14 +89,14 @@ def gallery_page(papers, entries) -> str:
     """The landing page's gallery: the collection's counts, then one card per reproduction by
     theme, with its key figure, status, findings held over seeds and smoke time."""
     counts = collections.Counter(p.status for p in papers)
-    lines = ["## The reproductions", "", "::::{grid} 2 3 5 5", ":gutter: 2",
-             ":class-container: repro-counts", ""]
+    lines = ["::::{grid} 2 3 5 5", ":gutter: 2", ":class-container: repro-counts", ""]
     for status in catalog.STATUSES:
         lines += [":::{grid-item-card}", f":class-card: repro-count status-{BADGES[status]}", "",
                   f"**{counts[status]}**<br>{status}", ":::", ""]
     lines += ["::::", ""]
     for theme, title, rows in by_theme(entries, paper=lambda e: e.paper):
-        lines += [f"### {title}", "", "::::{grid} 1 2 3 3", ":gutter: 3", ""]
+        # a rubric, not a heading: an included file's headings would have to start at H1
+        lines += [f"```{{rubric}} {title}", "```", "", "::::{grid} 1 2 3 3", ":gutter: 3", ""]
         for e in rows:
             image = [f":img-top: thumbnails/{e.paper.slug}.png",
                      f":img-alt: key figure of {e.paper.slug}"] if e.key_figure else []
