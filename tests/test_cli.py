@@ -5,7 +5,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from repro.harness import catalog, cli
+from repro.harness import catalog, cli, collection
 
 
 @pytest.fixture
@@ -109,11 +109,11 @@ def test_outside_a_checkout_the_command_says_it_needs_one(tmp_path):
 
 def test_run_records_a_full_run_for_the_statistics_page(runner, monkeypatch, tiny_paper, tmp_path):
     monkeypatch.setattr(cli.catalog, "find", lambda key: tiny_paper)
-    monkeypatch.setattr(cli.collection, "FULL_RUNS", tmp_path / "full-runs")  # absolute: wins
+    monkeypatch.setattr(cli.collection, "FULL_RUNS", tmp_path / "full")  # absolute: wins
     result = runner.invoke(cli.main, ["run", "tiny", "--preset", "full", "--record",
                                       "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "full-runs" / "tiny.json").read_text())
-    assert record["parameters"]["preset"] == "full" and record["wall_time_s"] > 0
-    assert record["peak_memory_mb"] > 0 and record["device"].startswith("cpu")
-    assert record["claims"] and all(c["verdict"] for c in record["claims"])
+    run = collection.full_run(tmp_path / "full", "tiny")
+    assert run["parameters"]["preset"] == "full" and run["exit_code"] == 0
+    assert run["provenance"]["device"].startswith("cpu") and run["claims"]
+    assert run["timing"]["wall_time_s"] > 0 and run["timing"]["notebook"]["peak_memory_mb"] > 0

@@ -99,6 +99,15 @@ def test_the_statistics_page_has_a_row_per_reproduction():
     assert len(rows) == 2 and "12.3 s" in rows[0] and "480 MB" in rows[0] and "fresh" in rows[0]
     assert "stale: lib/repro/core/stats.py changed" in rows[1]
     assert "median 12.3 s" in page
+    stopped = {"exit_code": 3, "error": "DeadKernelError: Kernel died\nmore", "provenance": {},
+               "timing": {"wall_time_s": 1962.5, "kernel_cpu_s": 1805}}
+    page = pages.statistics_page([an_entry(full_run=stopped)])
+    assert "stopped (DeadKernelError), 1962.5 s (1805 s CPU)" in page
+
+
+def test_the_committed_full_runs_reach_the_statistics_page():
+    page = pages.statistics_page(collection.entries(ROOT))
+    assert "every claim expected to hold held, " in page  # DeepONet's and others' full runs
 
 
 def test_thumbnails_are_scaled_to_the_gallery_width(tmp_path):

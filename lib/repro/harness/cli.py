@@ -91,8 +91,8 @@ def list_papers(theme, status):
               help="Seconds one cell may run before the notebook is stopped (a full preset on a CPU "
                    "may need more).")
 @click.option("--record", is_flag=True,
-              help="With --preset full: keep the run's time, memory, device and verdicts in "
-                   "data/full-runs/<slug>.json, which the execution statistics page shows.")
+              help="With --preset full: keep the run's results and timing in data/full/, which "
+                   "the execution statistics page shows.")
 def run(paper, preset, seed, assignments, out, cell_timeout, record):
     """Execute PAPER's notebook (a slug or a catalog id) with papermill."""
     p = paper_with_notebook(paper)
@@ -102,10 +102,11 @@ def run(paper, preset, seed, assignments, out, cell_timeout, record):
     click.echo(f"running {p.slug} with {parameters or 'the defaults'} ...")
     outcome = execute.execute(p, out_folder(out), parameters=parameters, timeout=cell_timeout)
     print_outcome(outcome)
-    if record and outcome.exit_code != EXIT_ERROR:
-        path = checkout.root() / collection.FULL_RUNS / f"{p.slug}.json"
-        write_json_atomic(path, execute.full_run_record(outcome))
-        click.echo(f"  recorded: {path}")
+    if record:  # a run that raised is kept too: it says where the preset stopped
+        folder = checkout.root() / collection.FULL_RUNS
+        for made in (Path(outcome.results), Path(outcome.results).with_suffix(".timing.json")):
+            write_json_atomic(folder / made.name, json.loads(made.read_text()))
+        click.echo(f"  recorded in {folder}")
     sys.exit(outcome.exit_code)
 
 

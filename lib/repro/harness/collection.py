@@ -14,7 +14,7 @@ from ..core.claims import COUNTED, SWEEPS
 from . import catalog, contract, stamps
 from .catalog import Paper
 
-FULL_RUNS = Path("data") / "full-runs"  # in the checkout: `repro run --preset full --record`
+FULL_RUNS = Path("data") / "full"  # in the checkout: <slug>.json and <slug>.timing.json of a full run
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Entry:
     stamp: dict = field(default_factory=dict)      # the notebook's metadata["repro"]
     stale: list = field(default_factory=list)      # why the stored outputs are stale ([]: fresh)
     key_figure: bytes | None = None                # the PNG of the cell tagged key-figure
-    full_run: dict | None = None                   # data/full-runs/<slug>.json
+    full_run: dict | None = None                   # data/full/<slug>.json, with its "timing"
 
     @property
     def counted(self) -> list[dict]:
@@ -70,12 +70,20 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def full_run(folder: Path, slug: str) -> dict | None:
+    """The recorded `full` run of `slug`: its results file as the harness wrote it, with its timing
+    file under "timing" ({} when there is none), or None when no full run was recorded."""
+    results = _json(folder / f"{slug}.json")
+    return None if results is None else {**results,
+                                         "timing": _json(folder / f"{slug}.timing.json") or {}}
+
+
 def entry(paper: Paper, root: Path) -> Entry:
     nb = contract.read(root / paper.notebook)
     return Entry(paper=paper, claims=contract.stored_claims(nb) or [],
                  sweep=_json(root / SWEEPS / f"{paper.slug}.json"),
                  stamp=dict(nb.metadata.get(stamps.KEY, {})), stale=stamps.staleness(nb),
-                 key_figure=key_figure(nb), full_run=_json(root / FULL_RUNS / f"{paper.slug}.json"))
+                 key_figure=key_figure(nb), full_run=full_run(root / FULL_RUNS, paper.slug))
 
 
 def entries(root: Path) -> list[Entry]:

@@ -254,19 +254,6 @@ def run_record(results: Path) -> dict:
     return {"peak_memory_mb": memory, "device": device}
 
 
-def full_run_record(outcome: Outcome) -> dict:
-    """What `repro run --preset full --record` keeps of a run: when, where, how long, how much
-    memory, and each claim's verdict."""
-    results = json.loads(Path(outcome.results).read_text())
-    provenance = results.get("provenance", {})
-    return {"parameters": outcome.parameters, "exit_code": outcome.exit_code,
-            "wall_time_s": outcome.wall_time_s, **run_record(Path(outcome.results)),
-            "commit": provenance.get("commit"), "config": provenance.get("config"),
-            "executed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "claims": [{k: c.get(k) for k in ("statement", "kind", "expected", "verdict", "status")}
-                       for c in results.get("claims", [])]}
-
-
 def store_outputs(paper: Paper, executed_notebook: Path, seconds: float, *,
                   peak_memory_mb: float | None = None, device: str | None = None) -> None:
     """Copy an execution's outputs into the committed notebook and stamp them.

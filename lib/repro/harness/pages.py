@@ -197,7 +197,7 @@ def statistics_page(entries) -> str:
              "memory of its kernel, the device, and when; *fresh* says whether the outputs still "
              "follow from the notebook, the library modules it imports and the numeric packages "
              "(`repro check`), *stale* names what changed. A `full` run appears where one was "
-             "recorded (`repro run PAPER --preset full --record`).", ""]
+             "recorded (`repro run PAPER --preset full --record`, kept in `data/full/`).", ""]
     if times:
         lines += [f"{len(times)} notebooks; smoke time median {statistics.median(times):.1f} s, "
                   f"longest {max(times):.1f} s, all together {sum(times) / 60:.1f} minutes.", ""]
@@ -205,16 +205,28 @@ def statistics_page(entries) -> str:
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for e in entries:
         memory = e.stamp.get("peak_memory_mb")
-        full = e.full_run
-        full_text = (f"{seconds(full.get('wall_time_s'))} on {full.get('device')}, "
-                     f"{str(full.get('executed_at', ''))[:10]}" if full else "")
         lines.append(" | ".join([
             f"| {doc_link(e.paper, e.paper.slug)}", seconds(e.stamp.get("smoke_seconds")),
             f"{memory:.0f} MB" if memory else "", md_escape(e.stamp.get("device") or ""),
             str(e.stamp.get("executed_at", ""))[:10],
             "fresh" if not e.stale else md_escape("stale: " + "; ".join(e.stale)),
-            md_escape(full_text) + " |"]))
+            md_escape(full_run_text(e.full_run)) + " |"]))
     return "\n".join(lines) + "\n"
+
+
+def full_run_text(run: dict | None) -> str:
+    """A recorded full run in a few words: how it ended, how long it took, where and when."""
+    if not run:
+        return ""
+    timing = run["timing"]
+    error = str(run.get("error") or "an error").split(":")[0]  # the exception's name
+    ended = {0: "every claim expected to hold held", 1: "a claim failed"}.get(
+        run.get("exit_code"), f"stopped ({error})")
+    cpu = timing.get("kernel_cpu_s")
+    when = str(timing.get("notebook", {}).get("finished_at") or "")[:10]
+    return ", ".join(part for part in (
+        ended, seconds(timing.get("wall_time_s")) + (f" ({cpu} s CPU)" if cpu else ""),
+        run.get("provenance", {}).get("device") or "", when) if part)
 
 
 # --- the summary box of a paper page ---------------------------------------------------------------
