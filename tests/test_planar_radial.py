@@ -2,23 +2,9 @@ import math
 
 import pytest
 import torch
-from torch.autograd.functional import jacobian
 
 from repro.normalizing_flows import planar_radial, potentials
-
-
-def _randomize(module, scale=1.0, seed=0):
-    """Give every parameter a random value large enough that the layer is far from the identity."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return module
-
-
-def _autograd_log_det(block, z):
-    """log|det J| of `block` at each row of z, from the full Jacobian computed by autograd."""
-    return torch.stack([torch.linalg.slogdet(jacobian(lambda x: block(x[None])[0][0], zi))[1] for zi in z])
+from layer_checks import autograd_log_det, randomize
 
 
 @pytest.mark.parametrize("make, dim", [
@@ -30,10 +16,10 @@ def _autograd_log_det(block, z):
 ])
 def test_log_det_matches_autograd_jacobian(make, dim):
     torch.manual_seed(0)
-    block = _randomize(make().double())
+    block = randomize(make().double())
     z = 1.5 * torch.randn(6, dim, dtype=torch.float64)
     _, log_det = block(z)
-    torch.testing.assert_close(log_det, _autograd_log_det(block, z))
+    torch.testing.assert_close(log_det, autograd_log_det(block, z))
 
 
 def test_planar_u_hat_keeps_the_layer_invertible_for_any_u():
@@ -59,7 +45,7 @@ def test_planar_u_hat_keeps_the_layer_invertible_for_any_u():
     lambda: planar_radial.DiagonalAffine(2),
 ])
 def test_inverse_undoes_forward(make):
-    block = _randomize(make().double(), scale=1.5)
+    block = randomize(make().double(), scale=1.5)
     z = 2 * torch.randn(200, 2, dtype=torch.float64)
     torch.testing.assert_close(block.inverse(block(z)[0]), z, atol=1e-8, rtol=1e-8)
 
@@ -78,7 +64,7 @@ def test_planar_inverse_at_the_edge_of_invertibility():
 def test_flow_density_integrates_to_one_on_a_grid(kind):
     torch.manual_seed(1)
     flow = planar_radial.make_flow(kind, 6).double()
-    _randomize(flow.blocks[1], scale=1.0, seed=3)
+    randomize(flow.blocks[1], scale=1.0, seed=3)
     zz, area = potentials.grid(lim=9.0, n=500)
     mass = (flow.log_prob(zz).exp().sum() * area).item()
     assert mass == pytest.approx(1.0, abs=5e-3)
@@ -87,7 +73,7 @@ def test_flow_density_integrates_to_one_on_a_grid(kind):
 def test_sampled_log_density_matches_log_prob():
     torch.manual_seed(2)
     flow = planar_radial.make_flow("planar", 8, copies=3).double()
-    _randomize(flow.blocks[1], scale=0.8)
+    randomize(flow.blocks[1], scale=0.8)
     z, log_q = flow.sample_and_log_prob(500)
     assert z.shape == (3, 500, 2) and log_q.shape == (3, 500)
     torch.testing.assert_close(flow.log_prob(z), log_q.detach(), atol=1e-6, rtol=1e-6)
@@ -96,7 +82,7 @@ def test_sampled_log_density_matches_log_prob():
 def test_copies_are_independent_flows():
     torch.manual_seed(3)
     many = planar_radial.make_flow("planar", 4, copies=2).double()
-    _randomize(many, scale=0.7)
+    randomize(many, scale=0.7)
     one = planar_radial.make_flow("planar", 4).double()
     with torch.no_grad():
         for p_one, p_many in zip(one.parameters(), many.parameters()):
@@ -199,7 +185,6 @@ def test_gaussian_flow_and_the_standard_error_of_the_kl():
         planar_radial.gaussian_flow(torch.zeros(2), torch.zeros(3))
 
 
-
 def test_stack_energies_with_repeats_lays_copies_out_as_repeat_then_energy():
     names = ["U1", "U2", "U3"]
     energy = planar_radial.stack_energies([potentials.potential(n) for n in names], repeats=2)
@@ -216,7 +201,7 @@ def test_stack_energies_with_repeats_lays_copies_out_as_repeat_then_energy():
 def test_select_keeps_the_chosen_copies_in_order():
     torch.manual_seed(6)
     flow = planar_radial.make_flow("planar", 3, copies=4).double()
-    _randomize(flow, scale=0.7)
+    randomize(flow, scale=0.7)
     chosen = flow.select([3, 1])
     zz, _ = potentials.grid(lim=3.0, n=10)
     torch.testing.assert_close(chosen.log_prob(zz), flow.log_prob(zz)[[3, 1]])
