@@ -19,6 +19,9 @@ def test_list(runner):
     assert "weight-normalization" in result.output
     result = runner.invoke(cli.main, ["list", "--theme", "nope"])
     assert result.exit_code == 2 and "unknown theme" in result.output
+    result = runner.invoke(cli.main, ["list", "--notebooks", "--slugs"])
+    assert result.exit_code == 0
+    assert result.output.split() == [p.slug for p in catalog.with_notebooks()]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -66,12 +66,17 @@ def main():
 @main.command("list")
 @click.option("--theme", help="Only papers of this theme.")
 @click.option("--status", type=click.Choice(catalog.STATUSES), help="Only papers with this status.")
-def list_papers(theme, status):
+@click.option("--notebooks", is_flag=True, help="Only papers that have a notebook.")
+@click.option("--slugs", is_flag=True, help="Print the slugs alone, one per line (for scripts).")
+def list_papers(theme, status, notebooks, slugs):
     """Every paper of the catalog: id, slug, theme, tier and status."""
-    rows = [p for p in catalog.papers() if (not theme or p.theme == theme)
-            and (not status or p.status == status)]
-    if theme and not rows:
+    if theme and theme not in catalog.THEMES:
         fail(f"unknown theme {theme!r}; valid: {', '.join(catalog.THEMES)}")
+    rows = [p for p in catalog.papers() if (not theme or p.theme == theme)
+            and (not status or p.status == status) and (not notebooks or p.notebook)]
+    if slugs:
+        click.echo("\n".join(p.slug for p in rows))
+        return
     click.echo(f"{'id':>4}  {'slug':<52} {'theme':<24} tier  status")
     for p in rows:
         click.echo(f"{p.id:>4}  {p.slug[:52]:<52} {p.theme:<24} {p.tier:<4}  {p.status}")
