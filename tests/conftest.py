@@ -24,3 +24,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def float64():
+    """float64 as torch's default dtype inside a test (tight tolerances such as invertibility to
+    1e-10), restored afterwards; a test module opts in with `pytestmark`."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)

@@ -7,15 +7,7 @@ import torch
 from layer_checks import autograd_log_det
 from repro.normalizing_flows import coupling, diffeomorphisms as dm
 
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Every test runs in float64 (invertibility to ~1e-10), then restores the default."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # every test in float64
 
 
 def test_twist_is_invertible():

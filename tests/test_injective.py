@@ -8,14 +8,7 @@ import torch
 from repro.core.models import MLP
 from repro.normalizing_flows import injective
 
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # every test in float64
 
 
 def _encoder_half_log_det(encoder, x):

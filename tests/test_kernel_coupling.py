@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from repro.normalizing_flows import coupling, kernel_coupling as kc
+from repro.normalizing_flows import kernel_coupling as kc
 from layer_checks import autograd_log_det, randomize
 
 GEN = torch.Generator().manual_seed(1)
