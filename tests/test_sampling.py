@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from repro.normalizing_flows import planar_radial
-from repro.normalizing_flows.sampling import (Langevin, Metropolis, flow_log_weights,
+from repro.normalizing_flows.sampling import (Langevin, Metropolis, ess_fraction, flow_log_weights,
                                               gradient_samples, gradient_variance, log_z_estimate,
                                               reverse_kl_loss, weighted_mean)
 from repro.normalizing_flows.targets import GaussianMixture
@@ -150,3 +150,9 @@ def test_bad_input_raises():
         reverse_kl_loss(GaussianFlow([0.0], [0.0]), u, 0)
     with pytest.raises(ValueError, match="repeats =="):
         gradient_variance(lambda: torch.zeros((), requires_grad=True), [torch.zeros(1)], 1)
+
+
+def test_ess_fraction_of_equal_and_degenerate_weights():
+    assert ess_fraction(torch.zeros(10)) == pytest.approx(1.0)
+    assert ess_fraction(torch.tensor([0.0, -1e9])) == pytest.approx(0.5)
+    assert ess_fraction(torch.tensor([0.0, math.log(3.0)])) == pytest.approx(16 / 20)

@@ -290,10 +290,3 @@ class BinghamMixture:
         v = v - (v * mu).sum(1, keepdim=True) * mu
         v = v / v.norm(dim=1, keepdim=True)
         return torch.cos(phi)[:, None] * mu + torch.sin(phi)[:, None] * v
-
-
-def ess_fraction(log_w) -> float:
-    """The effective sample size of importance weights, (sum w)^2 / sum w^2, divided by N."""
-    log_w = log_w.detach()
-    return (torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0))
-            / log_w.numel()).item()

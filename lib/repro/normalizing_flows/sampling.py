@@ -140,6 +140,13 @@ def log_z_estimate(log_w):
     return (torch.logsumexp(log_w, 0) - math.log(n)).item(), se.item()
 
 
+def ess_fraction(log_w) -> float:
+    """The effective sample size of importance weights, (sum w)^2 / sum w^2, divided by N."""
+    log_w = log_w.detach()
+    return (torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0))
+            / log_w.numel()).item()
+
+
 def weighted_mean(values, log_w):
     """The self-normalized importance estimate sum_i w_i f_i / sum_i w_i of E_p[f], from values
     f_i (N, ...) and log_w (N,)."""
