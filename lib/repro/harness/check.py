@@ -83,7 +83,8 @@ def problems(root=None) -> list[tuple[str, str]]:
         if stale:
             found.append((path, f"outputs: stale, {'; '.join(stale)}; run `repro refresh --stale`"))
         found += [(path, what) for what in sweep_problems(root, paper, nb)]
-        for key in re.findall(r"\{cite[:a-z]*\}`([^`]+)`", "".join(c.source for c in nb.cells if c.cell_type == "markdown")):
+        prose = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        for key in re.findall(r"\{cite[:a-z]*\}`([^`]+)`", prose):
             for k in key.split(","):
                 if not re.search(r"@\w+\{" + re.escape(k.strip()) + ",", bib):
                     found.append((path, f"citation {k.strip()!r} is not in book/references.bib"))

@@ -110,7 +110,8 @@ def sample(n: int, n_points: int, *, generator: torch.Generator | None = None, n
             points[idx] = solid(len(idx), n_points, generator)
     points = points * _uniform((n, 1, 3), generator, 1 - stretch, 1 + stretch).double()
     angle = _uniform((n,), generator, 0.0, 2 * math.pi).double()
-    cos, sin, zero, one = angle.cos(), angle.sin(), torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
+    cos, sin, zero, one = (angle.cos(), angle.sin(), torch.zeros(n, dtype=torch.float64),
+                           torch.ones(n, dtype=torch.float64))
     rotation = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1),
                             torch.stack([zero, zero, one], -1)], 1)  # (n, 3, 3)
     points = points @ rotation.transpose(1, 2)
