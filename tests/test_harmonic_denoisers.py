@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from repro.generative_diffusion.harmonic_denoisers import (StackedDenoisers, blind_denoising_loss,
+from repro.generative_diffusion.harmonic_denoisers import (StackedDenoisers, StackedNoiseDenoisers,
+                                                           blind_denoising_loss,
                                                            cosine_similarity, denoising_mse,
                                                            jacobian, nearest_cosine,
                                                            stacked_score, sure)
@@ -112,6 +113,45 @@ def test_cosine_similarity_and_nearest_image():
     assert idx.item() == 5 and best.item() == pytest.approx(1.0)
 
 
+def test_noise_denoisers_are_independent_preconditioned_mlps():
+    process = VarianceExploding(0.01, 3.0)
+    model = StackedNoiseDenoisers(2, 4, process, width=5, depth=2, sigma_data=0.2,
+                                  generator=torch.Generator().manual_seed(11))
+    for b in model.biases:
+        torch.nn.init.normal_(b)
+    g = torch.Generator().manual_seed(12)
+    x, t = torch.randn(6, 4, generator=g), torch.rand(6, generator=g)
+    out = model(x, t)
+    sig = process.sigma(t)[:, None]
+    c_in, c_skip = 1 / (sig ** 2 + 0.04).sqrt(), 0.04 / (sig ** 2 + 0.04)
+    for k in range(2):
+        rows = slice(3 * k, 3 * k + 3)
+        h = torch.cat([c_in[rows] * x[rows], model.time(t[rows], 3)], 1)
+        for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+            h = h @ w[k] + b[k]
+            if i < len(model.weights) - 1:
+                h = torch.nn.functional.gelu(h)
+        d = c_skip[rows] * x[rows] + sig[rows] * 0.2 * c_in[rows] * h
+        torch.testing.assert_close(out[rows], (x[rows] - d) / sig[rows])
+    z = x.clone()
+    z[4] += 1.0
+    torch.testing.assert_close(model(z, t)[:3], out[:3])
+
+
+def test_noise_denoiser_with_constant_output_memorizes_one_image_at_every_noise_level():
+    # readout weights zero, readout bias x0 / (sigma_data): at large sigma D -> x0, so the noise
+    # prediction is (x_t - x0) / sigma, the exact noise of x_t = x0 + sigma eps
+    process = VarianceExploding(0.01, 3.0)
+    model = StackedNoiseDenoisers(1, 4, process, width=3, depth=1, sigma_data=1e-4)
+    x0 = torch.tensor([0.2, 0.5, 0.9, 0.0])
+    torch.nn.init.zeros_(model.weights[-1])
+    with torch.no_grad():
+        model.biases[-1][0, 0] = x0 / 1e-4
+    t = torch.tensor([0.3, 0.6, 1.0])
+    xt, eps = process.perturb(x0.expand(3, 4), t, generator=torch.Generator().manual_seed(13))
+    torch.testing.assert_close(model(xt, t), eps, atol=1e-4, rtol=1e-4)
+
+
 def test_bad_input_raises():
     model = _model(k=2)
     with pytest.raises(ValueError, match="models"):
@@ -126,5 +166,7 @@ def test_bad_input_raises():
         cosine_similarity(torch.zeros(2, 1, 4, 4), torch.zeros(3, 1, 4, 4))
     with pytest.raises(ValueError):
         StackedDenoisers(0)
+    with pytest.raises(ValueError, match="models"):
+        StackedNoiseDenoisers(2, 4, VarianceExploding())(torch.zeros(3, 4), torch.tensor(0.5))
     with pytest.raises(ValueError):
         sure(1.0, 1.0, -0.1, 4)

@@ -13,6 +13,10 @@ Its residual gives the score of the noisy law by Tweedie's formula, score = (D(y
 - `stacked_score`: the score (D(y) - y) / sigma(t)^2 of every model at once, for the samplers.
 - `cosine_similarity`, `nearest_cosine`: the paper's similarity between images, and the
   similarity of each image to its closest image in a set (memorization).
+- `StackedNoiseDenoisers`: K independent noise-conditional MLP denoisers WITH biases, predicting
+  the noise eps(x_t, t) for `objectives.noise_prediction_loss` under a variance-exploding process,
+  preconditioned (Karras et al.'s c_skip, c_out, c_in with data scale sigma_data) so that a net
+  can output one fixed image at every noise level: the nets of the memorization experiment.
 - `jacobian`: the full Jacobian of one model's denoiser at one image; `sure`: Stein's unbiased
   estimate of the denoising MSE from |y - D(y)|^2 and the Jacobian's trace.
 
@@ -26,6 +30,7 @@ import torch
 from torch import nn
 
 from ..core.validation import check_int, check_positive
+from .denoisers import TimeFeatures
 
 
 class StackedDenoisers(nn.Module):
@@ -67,6 +72,53 @@ class StackedDenoisers(nn.Module):
 
     def forward(self, y):
         return y - self.residual(y)
+
+
+class StackedNoiseDenoisers(nn.Module):
+    """K noise-prediction MLPs with biases, run in one batched pass. Rows of x (K * B, dim) belong
+    to model k in the block k * B ... (k + 1) * B - 1 (so `noise_prediction_loss` and the samplers
+    see one ordinary model). With sigma = process.sigma(t) and s = sigma_data, model k computes
+    D_k = c_skip x + c_out F_k([c_in x, time features of t]), c_skip = s^2 / (sigma^2 + s^2),
+    c_out = sigma s / sqrt(sigma^2 + s^2), c_in = 1 / sqrt(sigma^2 + s^2), and returns the noise
+    eps_k = (x - D_k) / sigma (alpha = 1 for a variance-exploding process).
+
+    Introduced in: notebooks/generative-diffusion/generalization-in-diffusion-models-arises-from.ipynb
+    """
+
+    def __init__(self, models: int, dim: int, process, width: int = 64, depth: int = 3,
+                 sigma_data: float = 0.1, time_features: int = 16, generator=None):
+        super().__init__()
+        self.models = check_int("models", models)
+        self.dim = check_int("dim", dim)
+        check_int("width", width)
+        check_int("depth", depth)
+        check_positive("sigma_data", sigma_data)
+        self.sigma_data = float(sigma_data)
+        self.process = process
+        self.time = TimeFeatures(time_features)
+        widths = [dim + 2 * (time_features // 2)] + [width] * depth + [dim]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn((models, a, b), generator=generator) / math.sqrt(a))
+            for a, b in zip(widths, widths[1:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros((models, 1, b)))
+                                       for b in widths[1:])
+
+    def forward(self, x, t):
+        n = len(x)
+        if x.ndim != 2 or x.shape[1] != self.dim or n % self.models:
+            raise ValueError(f"x has shape {tuple(x.shape)}, must be (models * B, dim={self.dim}) "
+                             f"with models = {self.models}")
+        sig = self.process.sigma(torch.as_tensor(t)).to(x).reshape(-1, 1).expand(n, 1)
+        s2 = self.sigma_data ** 2
+        c_in, c_skip = 1 / (sig ** 2 + s2).sqrt(), s2 / (sig ** 2 + s2)
+        c_out = sig * self.sigma_data * c_in
+        h = torch.cat([c_in * x, self.time(t, n).to(x)], 1).reshape(self.models, n // self.models,
+                                                                    -1)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b.to(h), h, w.to(h))
+            if i < len(self.weights) - 1:
+                h = nn.functional.gelu(h)
+        return (x - c_skip * x - c_out * h.reshape(n, -1)) / sig
 
 
 def _check_sets(train_sets, models):
