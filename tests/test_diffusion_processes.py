@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from repro.generative_diffusion.processes import (VarianceExploding, VariancePreserving,
-                                                  ornstein_uhlenbeck)
+                                                  ornstein_uhlenbeck, standard_normal)
 
 PROCESSES = [VariancePreserving(), ornstein_uhlenbeck(3.0), VariancePreserving(0.5, 5.0),
              VarianceExploding(0.01, 5.0)]
@@ -50,3 +50,12 @@ def test_bad_parameters_raise():
         VariancePreserving(beta_min=-1)
     with pytest.raises(ValueError, match="sigma_max"):
         VarianceExploding(1.0, 0.5)
+
+
+def test_standard_normal_draws_on_the_generator_and_moves_to_like():
+    like = torch.zeros(3, dtype=torch.float64)
+    drawn = standard_normal((4, 2), like, torch.Generator().manual_seed(7))
+    expected = torch.randn((4, 2), generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    assert drawn.dtype == torch.float64 and drawn.device == like.device
+    assert torch.equal(drawn, expected)
+    assert standard_normal((5,), like.float()).dtype == torch.float32

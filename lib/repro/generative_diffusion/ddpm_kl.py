@@ -26,6 +26,7 @@ import math
 import torch
 
 from ..core.validation import check_choice, check_int, check_positive
+from .processes import standard_normal
 
 SCHEDULES = ("uniform", "exponential")
 
@@ -72,7 +73,7 @@ def exponential_integrator(score, x, times, generator=None):
     times = _check_times(times)
     for t, t_next in zip(times[:-1].tolist(), times[1:].tolist()):
         a, b, v = step_coefficients(t, t_next)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        noise = standard_normal(x.shape, x, generator)
         x = a * x + b * score(x, t) + math.sqrt(v) * noise
     return x
 

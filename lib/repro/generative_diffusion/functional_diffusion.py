@@ -27,7 +27,7 @@ import math
 import torch
 
 from ..core.validation import check_int, check_positive
-from .processes import Process, _tensor
+from .processes import Process, _tensor, standard_normal
 
 
 def _check_modes(n_modes) -> int:
@@ -157,7 +157,7 @@ class FunctionalProcess(Process):
             raise ValueError(f"x0 must be (n, {self.n_modes}) coefficients, got {tuple(x0.shape)}")
         t = _tensor(t, x0)
         if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+            noise = standard_normal(x0.shape, x0, generator)
         a, s = self.alpha(t).to(x0), self.sigma(t).to(x0)
         return a * x0 + s * noise, noise
 

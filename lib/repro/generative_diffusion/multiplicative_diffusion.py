@@ -34,6 +34,7 @@ import torch
 
 from ..core.validation import check_positive
 from .mixtures import GaussianMixture
+from .processes import standard_normal
 
 
 def _positive(name, x):
@@ -76,7 +77,7 @@ class GeometricBrownianMotion:
         _positive("x0", x0)
         t = _row_times(t, x0)
         if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+            noise = standard_normal(x0.shape, x0, generator)
         return x0 * torch.exp(self.log_drift * t + self.s * t.sqrt() * noise), noise
 
     def simulate(self, x0, steps: int, generator=None):
@@ -87,7 +88,7 @@ class GeometricBrownianMotion:
         h = self.t_max / steps
         x = x0
         for _ in range(steps):
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            z = standard_normal(x.shape, x, generator)
             x = x * (1 + self.mu * h + self.s * math.sqrt(h) * z)
         return x
 
@@ -203,7 +204,7 @@ def dale_langevin(h, process: GeometricBrownianMotion, x, times, generator=None)
     s2, b = process.s ** 2, process.log_drift
     for t, t_next in zip(times[:-1], times[1:]):
         d = t - t_next
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        z = standard_normal(x.shape, x, generator)
         x = x * torch.exp(d * (s2 * (h(x, t) + 1.0) - b) + process.s * d.sqrt() * z)
     return x
 
@@ -217,7 +218,7 @@ def ambient_sampler(h, process: GeometricBrownianMotion, x, times, generator=Non
     mu, s2 = process.mu, process.s ** 2
     for t, t_next in zip(times[:-1], times[1:]):
         d = t - t_next
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        z = standard_normal(x.shape, x, generator)
         safe = x.abs().clamp_min(torch.finfo(x.dtype).tiny)
         x = x * (1 - d * (mu - 2 * s2 - s2 * h(safe, t)) + process.s * d.sqrt() * z)
     return x

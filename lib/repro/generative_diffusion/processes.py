@@ -25,6 +25,14 @@ def _tensor(t, like=None):
     return t if torch.is_tensor(t) else torch.tensor(float(t), dtype=torch.float64)
 
 
+def standard_normal(shape, like, generator=None):
+    """N(0, I) draws in like's dtype, on like's device. With a generator they are drawn on the
+    generator's device and then moved, so a CPU generator gives the same draws on every device
+    (and torch refuses a CPU generator for CUDA draws)."""
+    device = like.device if generator is None else generator.device
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
+
+
 def _per_row(c, x):
     """Coefficient c (scalar or one per row of x) shaped to broadcast against x."""
     return c.reshape(-1, *([1] * (x.ndim - 1))) if c.ndim else c
@@ -54,7 +62,7 @@ class Process:
         """x_t given x_0 (one time, or one per row), and the noise used: (x_t, eps)."""
         t = _tensor(t, x0)
         if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+            noise = standard_normal(x0.shape, x0, generator)
         a, s = _per_row(self.alpha(t), x0), _per_row(self.sigma(t), x0)
         return a * x0 + s * noise, noise
 

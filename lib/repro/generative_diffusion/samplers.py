@@ -14,7 +14,7 @@ import math
 import torch
 
 from ..core.validation import check_choice, check_int
-from .processes import Process
+from .processes import Process, standard_normal
 
 GRIDS = ("uniform", "exponential")
 ODE_METHODS = ("euler", "heun")
@@ -46,7 +46,7 @@ def euler_maruyama(score, process: Process, x, times, generator=None, path: bool
     for t, t_next in zip(times[:-1], times[1:]):
         h = t - t_next
         drift = process.f(t).to(x) * x - process.g(t).to(x) ** 2 * score(x, t)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        noise = standard_normal(x.shape, x, generator)
         x = x - h * drift + process.g(t).to(x) * h.sqrt() * noise
         xs.append(x)
     return torch.stack(xs) if path else x
